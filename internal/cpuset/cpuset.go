@@ -252,26 +252,53 @@ func syntaxErr(in, why string) error {
 
 // ParseList parses a kernel CPU list such as "0-3,8\n". Surrounding white space
 // is ignored; an empty list is the empty set.
-func ParseList(in string) (Set, error) {
-	s := strings.TrimSpace(in)
-	if s == "" {
+func ParseList(in string) (Set, error) { return parseList(in) }
+
+// ParseListBytes is ParseList for a byte slice, without converting it.
+func ParseListBytes(in []byte) (Set, error) { return parseList(in) }
+
+func parseList[T string | []byte](in T) (Set, error) {
+	s := trimSpace(in)
+	if len(s) == 0 {
 		return Set{}, nil
 	}
 	var w []uint64
-	for part := range strings.SplitSeq(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := parseCPU(lo)
-		if err != nil {
-			return Set{}, syntaxErr(in, err.Error())
+	for len(s) > 0 {
+		end := 0
+		for end < len(s) && s[end] != ',' {
+			end++
 		}
-		b := a
-		if isRange {
-			if b, err = parseCPU(hi); err != nil {
-				return Set{}, syntaxErr(in, err.Error())
+		part := s[:end]
+		if end < len(s) {
+			s = s[end+1:]
+			if len(s) == 0 {
+				return Set{}, syntaxErr(string(in), "trailing comma")
 			}
-			if b < a {
-				return Set{}, syntaxErr(in, fmt.Sprintf("range %d-%d is reversed", a, b))
+		} else {
+			s = s[end:]
+		}
+		dash := -1
+		for i := 0; i < len(part); i++ {
+			if part[i] == '-' {
+				dash = i
+				break
 			}
+		}
+		var a, b int
+		var err error
+		if dash < 0 {
+			a, err = parseCPU(part)
+			b = a
+		} else if a, err = parseCPU(part[:dash]); err == nil {
+			if b, err = parseCPU(part[dash+1:]); err == nil && b < a {
+				err = fmt.Errorf("range %d-%d is reversed", a, b)
+			}
+		}
+		if err != nil {
+			return Set{}, syntaxErr(string(in), err.Error())
+		}
+		if w == nil {
+			w = make([]uint64, 0, b/64+1)
 		}
 		for len(w) <= b/64 {
 			w = append(w, 0)
@@ -283,16 +310,28 @@ func ParseList(in string) (Set, error) {
 	return Set{w: trim(w)}, nil
 }
 
-func parseCPU(s string) (int, error) {
-	if s == "" || len(s) > 5 {
+func trimSpace[T string | []byte](s T) T {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
+	for len(s) > 0 && isSpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func parseCPU[T string | []byte](s T) (int, error) {
+	if len(s) == 0 || len(s) > 5 {
 		return 0, fmt.Errorf("%q is not a CPU number", s)
 	}
 	n := 0
-	for _, r := range s {
-		if r < '0' || r > '9' {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
 			return 0, fmt.Errorf("%q is not a CPU number", s)
 		}
-		n = n*10 + int(r-'0')
+		n = n*10 + int(c-'0')
 	}
 	if n > MaxCPU {
 		return 0, fmt.Errorf("CPU %d is above %d", n, MaxCPU)
@@ -303,55 +342,72 @@ func parseCPU(s string) (int, error) {
 // ParseMask parses a kernel hex mask ("f", "00000000,00000010\n"). Groups are
 // separated by commas, most significant first, each at most 8 hex digits; a
 // mask without commas may be of any length. A "0x" prefix is accepted.
-func ParseMask(in string) (Set, error) {
-	s := strings.TrimSpace(in)
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
-	if s == "" {
-		return Set{}, syntaxErr(in, "empty mask")
+func ParseMask(in string) (Set, error) { return parseMask(in) }
+
+// ParseMaskBytes is ParseMask for a byte slice, without converting it.
+func ParseMaskBytes(in []byte) (Set, error) { return parseMask(in) }
+
+func parseMask[T string | []byte](in T) (Set, error) {
+	s := trimSpace(in)
+	if len(s) >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
+		s = s[2:]
 	}
-	groups := strings.Split(s, ",")
-	if len(groups) > 1 {
-		for _, g := range groups {
-			if g == "" || len(g) > 8 {
-				return Set{}, syntaxErr(in, "each comma-separated group must have 1 to 8 hex digits")
-			}
-		}
+	if len(s) == 0 {
+		return Set{}, syntaxErr(string(in), "empty mask")
 	}
-	digits := strings.Join(groups, "")
-	if len(groups) > 1 {
-		// Left-pad every group but the first to 8 digits, as the kernel does.
-		var b strings.Builder
-		b.WriteString(groups[0])
-		for _, g := range groups[1:] {
-			b.WriteString(strings.Repeat("0", 8-len(g)))
-			b.WriteString(g)
+	hasComma := false
+	for i := 0; i < len(s); i++ {
+		if s[i] == ',' {
+			hasComma = true
+			break
 		}
-		digits = b.String()
 	}
 	var w []uint64
-	for i := 0; i < len(digits); i++ {
-		d := digits[len(digits)-1-i] // i-th nibble from the least significant end
-		var v uint64
-		switch {
-		case d >= '0' && d <= '9':
-			v = uint64(d - '0')
-		case d >= 'a' && d <= 'f':
-			v = uint64(d-'a') + 10
-		case d >= 'A' && d <= 'F':
-			v = uint64(d-'A') + 10
-		default:
-			return Set{}, syntaxErr(in, fmt.Sprintf("%q is not a hex digit", d))
+	bit := 0 // bit position of the next nibble, counting from the right
+	end := len(s)
+	for end > 0 {
+		start := end
+		for start > 0 && s[start-1] != ',' {
+			start--
 		}
-		if v == 0 {
-			continue
+		group := s[start:end]
+		if hasComma && (len(group) == 0 || len(group) > 8) {
+			return Set{}, syntaxErr(string(in), "each comma-separated group must have 1 to 8 hex digits")
 		}
-		if 4*i+3 > MaxCPU {
-			return Set{}, syntaxErr(in, fmt.Sprintf("mask names CPUs above %d", MaxCPU))
+		for i := len(group) - 1; i >= 0; i-- {
+			d := group[i]
+			var v uint64
+			switch {
+			case d >= '0' && d <= '9':
+				v = uint64(d - '0')
+			case d >= 'a' && d <= 'f':
+				v = uint64(d-'a') + 10
+			case d >= 'A' && d <= 'F':
+				v = uint64(d-'A') + 10
+			default:
+				return Set{}, syntaxErr(string(in), fmt.Sprintf("%q is not a hex digit", d))
+			}
+			if v != 0 {
+				if bit+3 > MaxCPU {
+					return Set{}, syntaxErr(string(in), fmt.Sprintf("mask names CPUs above %d", MaxCPU))
+				}
+				for len(w) <= bit/64 {
+					w = append(w, 0)
+				}
+				w[bit/64] |= v << (bit % 64)
+			}
+			bit += 4
 		}
-		for len(w) <= i/16 {
-			w = append(w, 0)
+		if hasComma {
+			bit = (bit + 31) / 32 * 32 // a short group still fills 32 bits
 		}
-		w[i/16] |= v << (4 * (i % 16))
+		if start == 0 {
+			break
+		}
+		end = start - 1
+		if end == 0 {
+			return Set{}, syntaxErr(string(in), "each comma-separated group must have 1 to 8 hex digits")
+		}
 	}
 	return Set{w: trim(w)}, nil
 }
