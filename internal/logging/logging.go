@@ -1,0 +1,129 @@
+// Package logging owns how nodekeeper writes its log: the slog handlers for
+// text and JSON output, the native journald handler used when the daemon runs
+// under systemd (UPPER_SNAKE fields, PRIORITY, SYSLOG_IDENTIFIER, CODE_*), the
+// attribute keys shared by every component, and the stable MESSAGE_IDs whose
+// explanations ship in the journal catalog (systemd/nodekeeper.catalog), so
+// that `journalctl -xu nodekeeper` tells an operator what happened and what to
+// do about it.
+//
+// Components get a logger injected and derive one child per component
+// (logger.With(logging.KeyCheck, "irq")); a log call that reports a
+// remediation or a detected problem attaches its MESSAGE_ID with
+// logging.Msg(logging.MsgRepairStarted).
+package logging
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/coreos/go-systemd/v22/journal"
+)
+
+// Output formats accepted by New and NewForService.
+const (
+	FormatText = "text"
+	FormatJSON = "json"
+)
+
+// SyslogIdentifier is the SYSLOG_IDENTIFIER of every journal entry.
+const SyslogIdentifier = "nodekeeper"
+
+// MessageIDKey is the attribute key that carries a MESSAGE_ID. In the journal
+// it becomes the MESSAGE_ID field whatever group the attribute sits in; text
+// and JSON output show it as message_id.
+const MessageIDKey = "MESSAGE_ID"
+
+// messageIDText is how text and JSON output name the MESSAGE_ID attribute.
+const messageIDText = "message_id"
+
+// Msg returns the attribute that tags a log entry with a MESSAGE_ID, one of
+// the Msg… constants.
+func Msg(id string) slog.Attr { return slog.String(MessageIDKey, id) }
+
+// Attribute keys shared by all components. Under journald each becomes the
+// UPPER_SNAKE field named in its comment; the catalog entries refer to those
+// fields, so a log call that attaches a MESSAGE_ID should use these keys for
+// the fields its Msg… constant documents.
+const (
+	KeyCheck        = "check"         // CHECK: irq | kubelet | compaction | softirq
+	KeyAction       = "action"        // ACTION: a remediation action, as in the metrics contract
+	KeyResult       = "result"        // RESULT: a remediation result, as in the metrics contract
+	KeyReason       = "reason"        // REASON: why something was done or skipped
+	KeyInterface    = "interface"     // INTERFACE: the NIC as users know it
+	KeyIRQ          = "irq"           // IRQ: an IRQ number
+	KeyCPUs         = "cpus"          // CPUS: a CPU list such as 4-5,8
+	KeyUnit         = "unit"          // UNIT: a systemd unit name
+	KeyNode         = "node"          // NODE: a NUMA node number
+	KeySource       = "source"        // SOURCE: clock | imds
+	KeyEventType    = "event_type"    // EVENT_TYPE: Azure scheduled event type
+	KeyEventID      = "event_id"      // EVENT_ID: Azure scheduled event id
+	KeyEventStatus  = "event_status"  // EVENT_STATUS: Scheduled | Started
+	KeyPauseSeconds = "pause_seconds" // PAUSE_SECONDS: length of a VM pause
+	KeyVersion      = "version"       // VERSION: a package version
+	KeyCgroups      = "cgroups"       // CGROUPS: number of cgroups
+	KeyCPUShare     = "cpu_share"     // CPU_SHARE: share of one CPU, 0..1 (or more)
+	KeyError        = "err"           // ERR: an error text
+)
+
+// New returns a logger writing to w in format (FormatText or FormatJSON; any
+// other value gives text) at level and above.
+func New(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: renameMessageID}
+	if format == FormatJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// NewForService returns the daemon's logger. When stderr is connected to the
+// journal (systemd's JOURNAL_STREAM matches it) and journald's socket can be
+// reached, entries are sent to the journal natively, every attribute a field
+// of its own; format is then not used. If a send fails, that entry and any
+// later one that cannot be sent are written as text to stderr (the journal
+// stream), and the first failure says so. Otherwise it is New(os.Stderr,
+// format, level).
+func NewForService(format string, level slog.Level) *slog.Logger {
+	return newForService(os.Stderr, format, level, journal.StderrIsJournalStream, journal.Enabled, journal.Send)
+}
+
+// sendFunc sends one journal entry; journal.Send in production.
+type sendFunc func(message string, priority journal.Priority, vars map[string]string) error
+
+func newForService(stderr io.Writer, format string, level slog.Level,
+	isStream func() (bool, error), reachable func() bool, send sendFunc) *slog.Logger {
+	ok, err := isStream()
+	if err != nil {
+		l := New(stderr, format, level)
+		l.Warn("cannot tell whether stderr is the journal; logging to stderr", KeyError, err.Error())
+		return l
+	}
+	if !ok || !reachable() {
+		return New(stderr, format, level)
+	}
+	fallback := slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: journalStreamAttr})
+	return slog.New(newJournalHandler(send, fallback, level))
+}
+
+// renameMessageID shows the MESSAGE_ID attribute as message_id.
+func renameMessageID(_ []string, a slog.Attr) slog.Attr {
+	if isMessageIDKey(a.Key) {
+		a.Key = messageIDText
+	}
+	return a
+}
+
+// journalStreamAttr formats the text written to a journal stream when a send
+// failed: journald stamps each line itself, so the time is left out.
+func journalStreamAttr(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return renameMessageID(groups, a)
+}
+
+func isMessageIDKey(k string) bool { return strings.EqualFold(k, MessageIDKey) }
+
+// compile-time check that the journal handler is a slog.Handler.
+var _ slog.Handler = (*journalHandler)(nil)

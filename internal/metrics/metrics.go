@@ -1,0 +1,529 @@
+// Package metrics owns nodekeeper's Prometheus metrics and the HTTP endpoint
+// that serves them: a registry of its own (never the global one) holding every
+// metric of the contract, typed setters that keep label values inside the
+// contract's enumerations and delete series that went stale, and the
+// /metrics + /healthz server.
+//
+// A label value outside the contract is a programming error: the setter
+// records nothing, counts it (InvalidLabelValues) and logs it when a logger
+// was given (SetLogger), and never panics.
+package metrics
+
+import (
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const namespace = "nodekeeper"
+
+// Check names (label check).
+const (
+	CheckIRQ        = "irq"
+	CheckKubelet    = "kubelet"
+	CheckCompaction = "compaction"
+	CheckSoftirq    = "softirq"
+)
+
+// Check statuses (label status).
+const (
+	StatusOK      = "ok"
+	StatusProblem = "problem"
+	StatusUnknown = "unknown"
+)
+
+// Remediation actions (label action).
+const (
+	ActionIrqbalanceRestart = "irqbalance_restart"
+	ActionIrqbalanceSighup  = "irqbalance_sighup"
+	ActionIRQSpread         = "irq_spread"
+	ActionKubeletPin        = "kubelet_pin"
+	ActionKubeletUnpin      = "kubelet_unpin"
+	ActionCompaction        = "compaction"
+)
+
+// Remediation results (label result). Compactions use only ResultSuccess and
+// ResultFailure.
+const (
+	ResultSuccess         = "success"
+	ResultFailure         = "failure"
+	ResultVerifyTimeout   = "verify_timeout"
+	ResultSkippedCooldown = "skipped_cooldown"
+	ResultSkippedCap      = "skipped_cap"
+	ResultSkippedDryRun   = "skipped_dryrun"
+)
+
+// Outcomes of a pause (label outcome of pause_to_verified).
+const (
+	OutcomeRepaired  = "repaired"
+	OutcomeAlreadyOK = "already_ok"
+	OutcomeFailed    = "failed"
+)
+
+// Pause sources (label source).
+const (
+	SourceClock = "clock"
+	SourceIMDS  = "imds"
+)
+
+// Compaction reasons (label reason).
+const (
+	ReasonFragmentation = "fragmentation"
+	ReasonSafety        = "safety"
+)
+
+// Scheduled event types (label type). Azure documents these five; any other
+// type is counted as EventTypeOther, so the label stays bounded whatever the
+// metadata service sends.
+const (
+	EventTypeFreeze    = "Freeze"
+	EventTypeReboot    = "Reboot"
+	EventTypeRedeploy  = "Redeploy"
+	EventTypePreempt   = "Preempt"
+	EventTypeTerminate = "Terminate"
+	EventTypeOther     = "Other"
+)
+
+var (
+	checks    = []string{CheckIRQ, CheckKubelet, CheckCompaction, CheckSoftirq}
+	statuses  = []string{StatusOK, StatusProblem, StatusUnknown}
+	actions   = []string{ActionIrqbalanceRestart, ActionIrqbalanceSighup, ActionIRQSpread, ActionKubeletPin, ActionKubeletUnpin, ActionCompaction}
+	results   = []string{ResultSuccess, ResultFailure, ResultVerifyTimeout, ResultSkippedCooldown, ResultSkippedCap, ResultSkippedDryRun}
+	outcomes  = []string{OutcomeRepaired, OutcomeAlreadyOK, OutcomeFailed}
+	sources   = []string{SourceClock, SourceIMDS}
+	reasons   = []string{ReasonFragmentation, ReasonSafety}
+	compRes   = []string{ResultSuccess, ResultFailure}
+	evTypes   = []string{EventTypeFreeze, EventTypeReboot, EventTypeRedeploy, EventTypePreempt, EventTypeTerminate}
+	verifying = []string{ActionIrqbalanceRestart, ActionIrqbalanceSighup, ActionIRQSpread, ActionKubeletPin}
+)
+
+// Histogram buckets, in seconds.
+var (
+	// One check: microseconds (irq) to the 1 s sampling window (rates).
+	checkBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+	// Resume → spread verified: settleDelay (5 s) plus a repair and its
+	// verification, up to 10 minutes.
+	pauseBuckets = []float64{1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600}
+	// One compaction of a NUMA node: typically 0.1–0.3 s.
+	compactionBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+)
+
+// Metrics holds nodekeeper's registry and metrics. Its methods are safe for
+// concurrent use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	checkStatus        *prometheus.GaugeVec
+	checkDuration      *prometheus.HistogramVec
+	nicIRQCPU          *prometheus.GaugeVec
+	vmbusChannelCPU    *prometheus.GaugeVec
+	scheduledEvents    *prometheus.CounterVec
+	imdsUp             prometheus.Gauge
+	vmPauses           *prometheus.CounterVec
+	pauseToVerified    *prometheus.HistogramVec
+	remediations       *prometheus.CounterVec
+	irqbalanceBuggy    prometheus.Gauge
+	kubeletAllowedCPUs prometheus.Gauge
+	kubeletOverlapCPUs prometheus.Gauge
+	softirqSaturated   prometheus.Gauge
+	unusableIndex      *prometheus.GaugeVec
+	compactions        *prometheus.CounterVec
+	compactionDuration *prometheus.HistogramVec
+	buildInfo          *prometheus.GaugeVec
+
+	mu         sync.Mutex // guards the series sets below and imdsOnline
+	nicSeries  map[[3]string]bool
+	vmbus      map[[2]string]bool
+	unusable   map[[2]string]bool
+	build      [2]string
+	imdsOnline bool
+
+	invalid atomic.Uint64
+	log     atomic.Pointer[slog.Logger]
+}
+
+// New returns Metrics with a registry of their own holding every metric of
+// the contract (nodekeeper_imds_up only after EnableIMDS), the compaction
+// duration histogram, and the Go and process collectors.
+//
+// Counters are pre-initialised at 0 where an alert on their increase needs
+// the series to exist before the first event: remediations_total for every
+// action with result success and failure, and verify_timeout for the actions
+// that are verified (irqbalance_restart, irqbalance_sighup, irq_spread,
+// kubelet_pin); vm_pauses_total{source="clock"} (and source="imds" plus
+// scheduled_events_total{type="Freeze"} once IMDS is enabled); every outcome
+// of pause_to_verified_seconds. Skips, compactions (their NUMA nodes are not
+// known yet) and check statuses (absent until a check ran) are not.
+func New() *Metrics {
+	m := &Metrics{
+		reg:       prometheus.NewRegistry(),
+		nicSeries: map[[3]string]bool{},
+		vmbus:     map[[2]string]bool{},
+		unusable:  map[[2]string]bool{},
+	}
+	m.checkStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "check_status",
+		Help: "1 for the check's current status (ok, problem or unknown), 0 for the other two.",
+	}, []string{"check", "status"})
+	m.checkDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "check_duration_seconds",
+		Help:    "How long one run of a check took.",
+		Buckets: checkBuckets,
+	}, []string{"check"})
+	m.nicIRQCPU = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "nic_irq_cpu",
+		Help: "The CPU a NIC queue IRQ is assigned to.",
+	}, []string{"interface", "queue", "irq"})
+	m.vmbusChannelCPU = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "vmbus_channel_cpu",
+		Help: "The CPU an Azure synthetic NIC (VMBus) channel targets.",
+	}, []string{"interface", "channel"})
+	m.scheduledEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "scheduled_events_total",
+		Help: "Distinct Azure scheduled events seen for this VM, by event type.",
+	}, []string{"type"})
+	m.imdsUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "imds_up",
+		Help: "1 when the last poll of the Azure instance metadata service succeeded, else 0.",
+	})
+	m.vmPauses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "vm_pauses_total",
+		Help: "VM pauses seen, by how they were seen: a gap in the daemon's clock, or an Azure Freeze event.",
+	}, []string{"source"})
+	m.pauseToVerified = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "pause_to_verified_seconds",
+		Help:    "Time from the end of a VM pause until the NIC IRQ spread was verified, by outcome; only pauses whose resume time is known.",
+		Buckets: pauseBuckets,
+	}, []string{"outcome"})
+	m.remediations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "remediations_total",
+		Help: "Repairs nodekeeper ran, or held back, by action and result.",
+	}, []string{"action", "result"})
+	m.irqbalanceBuggy = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "irqbalance_known_buggy",
+		Help: "1 when the installed irqbalance is a release that never migrates IRQs once placed, else 0.",
+	})
+	m.kubeletAllowedCPUs = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "kubelet_allowed_cpus",
+		Help: "Number of CPUs kubelet may run on; 0 when nodekeeper has not pinned it.",
+	})
+	m.kubeletOverlapCPUs = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "kubelet_netrx_overlap_cpus",
+		Help: "Number of kubelet's CPUs that also serve network receive (net_rx) work.",
+	})
+	m.softirqSaturated = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "softirq_saturated_cpus",
+		Help: "Number of CPUs saturated by softirq work now.",
+	})
+	m.unusableIndex = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "memory_unusable_index",
+		Help: "Unusable free space index at the configured compaction order, by NUMA node and zone: 0 when all free memory is usable, 1 when none is.",
+	}, []string{"node", "zone"})
+	m.compactions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "compactions_total",
+		Help: "Memory compactions nodekeeper ran, by NUMA node, reason and result.",
+	}, []string{"node", "reason", "result"})
+	m.compactionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "compaction_duration_seconds",
+		Help:    "How long one memory compaction of a NUMA node took.",
+		Buckets: compactionBuckets,
+	}, []string{"node"})
+	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "Always 1; the labels say which nodekeeper version runs and the Go version it was built with.",
+	}, []string{"version", "goversion"})
+
+	m.reg.MustRegister(
+		m.checkStatus, m.checkDuration, m.nicIRQCPU, m.vmbusChannelCPU,
+		m.scheduledEvents, m.vmPauses, m.pauseToVerified, m.remediations,
+		m.irqbalanceBuggy, m.kubeletAllowedCPUs, m.kubeletOverlapCPUs,
+		m.softirqSaturated, m.unusableIndex, m.compactions, m.compactionDuration,
+		m.buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	for _, a := range actions {
+		m.remediations.WithLabelValues(a, ResultSuccess)
+		m.remediations.WithLabelValues(a, ResultFailure)
+	}
+	for _, a := range verifying {
+		m.remediations.WithLabelValues(a, ResultVerifyTimeout)
+	}
+	m.vmPauses.WithLabelValues(SourceClock)
+	for _, o := range outcomes {
+		m.pauseToVerified.WithLabelValues(o)
+	}
+	m.SetBuildInfo(defaultVersion())
+	return m
+}
+
+// Registry returns the registry holding the metrics, for serving and tests.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// SetLogger makes invalid label values be logged (at error level) as well as
+// counted.
+func (m *Metrics) SetLogger(l *slog.Logger) { m.log.Store(l) }
+
+// InvalidLabelValues is the number of setter calls dropped because a label
+// value was outside the contract. Anything but 0 is a bug in the caller.
+func (m *Metrics) InvalidLabelValues() uint64 { return m.invalid.Load() }
+
+// valid reports whether v is one of allowed for label of metric; if not it
+// counts (and logs) the programming error.
+func (m *Metrics) valid(metric, label, v string, allowed []string) bool {
+	for _, a := range allowed {
+		if v == a {
+			return true
+		}
+	}
+	m.invalid.Add(1)
+	if l := m.log.Load(); l != nil {
+		l.Error("metric not recorded: label value outside the contract",
+			"metric", namespace+"_"+metric, "label", label, "value", v)
+	}
+	return false
+}
+
+// SetCheckStatus sets check_status to 1 for status and to 0 for the two other
+// statuses of check.
+func (m *Metrics) SetCheckStatus(check, status string) {
+	if !m.valid("check_status", "check", check, checks) || !m.valid("check_status", "status", status, statuses) {
+		return
+	}
+	// The zeros go first, so a scrape in between never sees two statuses at 1.
+	for _, s := range statuses {
+		if s != status {
+			m.checkStatus.WithLabelValues(check, s).Set(0)
+		}
+	}
+	m.checkStatus.WithLabelValues(check, status).Set(1)
+}
+
+// ObserveCheckDuration records how long one run of check took.
+func (m *Metrics) ObserveCheckDuration(check string, d time.Duration) {
+	if !m.valid("check_duration_seconds", "check", check, checks) {
+		return
+	}
+	m.checkDuration.WithLabelValues(check).Observe(d.Seconds())
+}
+
+// NICIRQ is one NIC queue IRQ and the CPU it is assigned to.
+type NICIRQ struct {
+	Interface string // the interface users know the NIC by
+	Queue     string // the queue name, e.g. comp0 or input.0
+	IRQ       int
+	CPU       int // negative when unknown: no series
+}
+
+// SetNICIRQs replaces the whole set of nic_irq_cpu series with irqs: series
+// of IRQs no longer listed are deleted. If an (interface, queue, irq) appears
+// twice, the last one counts.
+func (m *Metrics) SetNICIRQs(irqs []NICIRQ) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := make(map[[3]string]bool, len(irqs))
+	for _, q := range irqs {
+		if q.CPU < 0 {
+			continue
+		}
+		k := [3]string{q.Interface, q.Queue, strconv.Itoa(q.IRQ)}
+		m.nicIRQCPU.WithLabelValues(k[:]...).Set(float64(q.CPU))
+		next[k] = true
+	}
+	for k := range m.nicSeries {
+		if !next[k] {
+			m.nicIRQCPU.DeleteLabelValues(k[:]...)
+		}
+	}
+	m.nicSeries = next
+}
+
+// VMBusChannel is one channel of an Azure synthetic NIC and its target CPU.
+type VMBusChannel struct {
+	Interface string
+	Channel   string
+	CPU       int // negative when unknown: no series
+}
+
+// SetVMBusChannels replaces the whole set of vmbus_channel_cpu series with
+// chans: series of channels no longer listed are deleted.
+func (m *Metrics) SetVMBusChannels(chans []VMBusChannel) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := make(map[[2]string]bool, len(chans))
+	for _, c := range chans {
+		if c.CPU < 0 {
+			continue
+		}
+		k := [2]string{c.Interface, c.Channel}
+		m.vmbusChannelCPU.WithLabelValues(k[:]...).Set(float64(c.CPU))
+		next[k] = true
+	}
+	for k := range m.vmbus {
+		if !next[k] {
+			m.vmbusChannelCPU.DeleteLabelValues(k[:]...)
+		}
+	}
+	m.vmbus = next
+}
+
+// IncScheduledEvent counts one distinct scheduled event for this VM (call it
+// once per event id, not once per poll). Types Azure does not document are
+// counted as EventTypeOther.
+func (m *Metrics) IncScheduledEvent(eventType string) {
+	t := EventTypeOther
+	for _, k := range evTypes {
+		if eventType == k {
+			t = k
+		}
+	}
+	m.scheduledEvents.WithLabelValues(t).Inc()
+}
+
+// EnableIMDS registers nodekeeper_imds_up (at 0 until SetIMDSUp) and
+// pre-initialises the IMDS series; calling it again does nothing.
+func (m *Metrics) EnableIMDS() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.imdsOnline {
+		return
+	}
+	m.imdsUp.Set(0)
+	m.reg.MustRegister(m.imdsUp)
+	m.vmPauses.WithLabelValues(SourceIMDS)
+	m.scheduledEvents.WithLabelValues(EventTypeFreeze)
+	m.imdsOnline = true
+}
+
+// DisableIMDS takes nodekeeper_imds_up away again (IMDS turned off by a
+// configuration reload); calling it when not enabled does nothing.
+func (m *Metrics) DisableIMDS() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.imdsOnline {
+		return
+	}
+	m.reg.Unregister(m.imdsUp)
+	m.imdsOnline = false
+}
+
+// SetIMDSUp records whether the last IMDS poll succeeded. It is exported only
+// while IMDS is enabled.
+func (m *Metrics) SetIMDSUp(up bool) { m.imdsUp.Set(b2f(up)) }
+
+// IncVMPause counts one VM pause seen by source (SourceClock or SourceIMDS).
+func (m *Metrics) IncVMPause(source string) {
+	if !m.valid("vm_pauses_total", "source", source, sources) {
+		return
+	}
+	m.vmPauses.WithLabelValues(source).Inc()
+}
+
+// ObservePauseToVerified records the time from a resume to the verified IRQ
+// spread, for a pause whose resume time is known.
+func (m *Metrics) ObservePauseToVerified(outcome string, d time.Duration) {
+	if !m.valid("pause_to_verified_seconds", "outcome", outcome, outcomes) {
+		return
+	}
+	m.pauseToVerified.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// IncRemediation counts one repair (or one held back) by action and result.
+func (m *Metrics) IncRemediation(action, result string) {
+	if !m.valid("remediations_total", "action", action, actions) || !m.valid("remediations_total", "result", result, results) {
+		return
+	}
+	m.remediations.WithLabelValues(action, result).Inc()
+}
+
+// SetIrqbalanceKnownBuggy records whether the installed irqbalance is a
+// release that never migrates IRQs.
+func (m *Metrics) SetIrqbalanceKnownBuggy(buggy bool) { m.irqbalanceBuggy.Set(b2f(buggy)) }
+
+// SetKubeletAllowedCPUs records how many CPUs kubelet may run on (0 when
+// nodekeeper has not pinned it).
+func (m *Metrics) SetKubeletAllowedCPUs(n int) { m.kubeletAllowedCPUs.Set(float64(n)) }
+
+// SetKubeletNetRxOverlapCPUs records how many of kubelet's CPUs are net_rx
+// CPUs too.
+func (m *Metrics) SetKubeletNetRxOverlapCPUs(n int) { m.kubeletOverlapCPUs.Set(float64(n)) }
+
+// SetSoftirqSaturatedCPUs records how many CPUs are saturated by softirq work.
+func (m *Metrics) SetSoftirqSaturatedCPUs(n int) { m.softirqSaturated.Set(float64(n)) }
+
+// UnusableIndex is the unusable free space index of one zone of one NUMA node.
+type UnusableIndex struct {
+	Node  int
+	Zone  string // as /proc/buddyinfo names it: DMA, DMA32, Normal, Movable…
+	Index float64
+}
+
+// SetMemoryUnusableIndexes replaces the whole set of memory_unusable_index
+// series: series of zones no longer listed are deleted.
+func (m *Metrics) SetMemoryUnusableIndexes(idx []UnusableIndex) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := make(map[[2]string]bool, len(idx))
+	for _, u := range idx {
+		k := [2]string{strconv.Itoa(u.Node), u.Zone}
+		m.unusableIndex.WithLabelValues(k[:]...).Set(u.Index)
+		next[k] = true
+	}
+	for k := range m.unusable {
+		if !next[k] {
+			m.unusableIndex.DeleteLabelValues(k[:]...)
+		}
+	}
+	m.unusable = next
+}
+
+// ObserveCompaction records one compaction of NUMA node: counted by reason
+// (ReasonFragmentation or ReasonSafety) and result (ResultSuccess or
+// ResultFailure), and its duration observed.
+func (m *Metrics) ObserveCompaction(node int, reason, result string, d time.Duration) {
+	if !m.valid("compactions_total", "reason", reason, reasons) || !m.valid("compactions_total", "result", result, compRes) {
+		return
+	}
+	n := strconv.Itoa(node)
+	m.compactions.WithLabelValues(n, reason, result).Inc()
+	m.compactionDuration.WithLabelValues(n).Observe(d.Seconds())
+}
+
+// SetBuildInfo sets build_info to the running version (New starts with the
+// module version Go recorded, or "unknown"); the Go version comes from the
+// runtime.
+func (m *Metrics) SetBuildInfo(version string) {
+	if version == "" {
+		version = "unknown"
+	}
+	k := [2]string{version, runtime.Version()}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.build != k && m.build != ([2]string{}) {
+		m.buildInfo.DeleteLabelValues(m.build[:]...)
+	}
+	m.buildInfo.WithLabelValues(k[:]...).Set(1)
+	m.build = k
+}
+
+func defaultVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
