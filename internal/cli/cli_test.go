@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/cpuset"
+	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/hostfixture"
+)
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), args, Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }})
+	return code, out.String(), errb.String()
+}
+
+func rootArgs(p hostfs.Paths) []string {
+	return []string{"--path.procfs", p.Proc, "--path.sysfs", p.Sys, "--path.cgroupfs", p.Cgroup, "--path.rootfs", p.Root,
+		"--config", filepath.Join(p.Root, "etc", "nodekeeper", "config.yaml")}
+}
+
+func skewHost(cpus int) hostfixture.Host {
+	return hostfixture.Host{CPUs: cpus, NICs: []hostfixture.NIC{{
+		Name: "eth0", Driver: "hv_netvsc", Channels: []int{0, 1},
+		VF: &hostfixture.NIC{Name: "enP1s1", Driver: "mlx5_core", Queues: 9, NUMANode: -1,
+			Affinity: func(i int) (cpuset.Set, cpuset.Set) { c := cpuset.New(4 + i%2); return c, c }},
+	}}}
+}
+
+// The node-problem-detector plugin contract: exit 0/1/2, one line on stdout of
+// at most 80 bytes, nothing on stderr but diagnostics.
+func TestCheckPluginContract(t *testing.T) {
+	healthy := hostfixture.Host{CPUs: 8, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 8, NUMANode: -1}}}
+	unreadable := hostfixture.Host{CPUs: 2}.MustBuild(t)
+	unreadable.Sys = filepath.Join(unreadable.Sys, "nope")
+	for _, tc := range []struct {
+		name   string
+		paths  hostfs.Paths
+		args   []string
+		code   int
+		stdout string
+	}{
+		{"healthy", healthy.MustBuild(t), []string{"check", "irq"}, 0, "8 NIC IRQs of eth0 on 8 of 8 CPUs\n"},
+		{"incident", skewHost(8).MustBuild(t), []string{"check", "irq"}, 1, "9 NIC IRQs of eth0 on 2 of 8 CPUs (4-5)\n"},
+		{"all with a problem", skewHost(8).MustBuild(t), []string{"check", "all"}, 1, "irq: 9 NIC IRQs of eth0 on 2 of 8 CPUs (4-5)\n"},
+		{"unreadable root", unreadable, []string{"check", "irq"}, 2, ""},
+		{"flags before the check name", healthy.MustBuild(t), []string{"check", "--output", "text", "irq"}, 0, "8 NIC IRQs of eth0 on 8 of 8 CPUs\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, _ := run(t, append(tc.args, rootArgs(tc.paths)...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d (stdout %q)", code, tc.code, out)
+			}
+			if tc.stdout != "" && out != tc.stdout {
+				t.Errorf("stdout %q, want %q", out, tc.stdout)
+			}
+			if strings.Count(out, "\n") != 1 || len(strings.TrimSuffix(out, "\n")) > 80 {
+				t.Errorf("stdout must be one line of at most 80 bytes: %q", out)
+			}
+		})
+	}
+}
+
+func TestCheckBadConfigIsUnknown(t *testing.T) {
+	p := skewHost(8).MustBuild(t)
+	cfg := filepath.Join(p.Root, "etc", "nodekeeper", "config.yaml")
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg, []byte("irq:\n  minSpreadRatio: nope\n"), 0o644)
+	code, out, errs := run(t, append([]string{"check", "irq"}, rootArgs(p)...)...)
+	if code != 2 || !strings.HasPrefix(out, "bad config: ") || !strings.Contains(errs, "config.yaml:2: irq.minSpreadRatio") {
+		t.Errorf("a typo in the config must read as unknown, never as a problem: exit %d, %q, %q", code, out, errs)
+	}
+	// A config.d override changes the verdict: ratio 0.2 accepts 2 of 8 CPUs.
+	os.WriteFile(cfg, []byte("irq:\n  minSpreadRatio: 0.75\n"), 0o644)
+	os.MkdirAll(filepath.Join(filepath.Dir(cfg), "config.d"), 0o755)
+	os.WriteFile(filepath.Join(filepath.Dir(cfg), "config.d", "50-lenient.yaml"), []byte("irq:\n  minSpreadRatio: 0.2\n"), 0o644)
+	if code, out, _ := run(t, append([]string{"check", "irq"}, rootArgs(p)...)...); code != 1 {
+		// 9 IRQs on 2 CPUs still puts 5 on CPU 4 ≥ max(3, 2·⌈9/8⌉) = 4: a problem either way.
+		t.Errorf("exit %d %q", code, out)
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	p := skewHost(8).MustBuild(t)
+	code, out, _ := run(t, append([]string{"check", "all", "--output", "json"}, rootArgs(p)...)...)
+	if code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	var all struct {
+		Check, Status, Message string
+		Checks                 []map[string]any
+	}
+	if err := json.Unmarshal([]byte(out), &all); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if all.Check != "all" || all.Status != "problem" || len(all.Checks) == 0 || all.Checks[0]["check"] != "irq" || all.Checks[0]["nic_irqs"] == nil {
+		t.Errorf("check all JSON = %s", out)
+	}
+}
+
+// The 192-CPU node answers well under node-problem-detector's default timeout.
+func TestCheckFastOnLargeNode(t *testing.T) {
+	h := hostfixture.Host{CPUs: 192, OtherIRQs: 900, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "hv_netvsc",
+		VF: &hostfixture.NIC{Name: "enP1s1", Driver: "mlx5_core", Queues: 64, NUMANode: -1}}}}
+	p := h.MustBuild(t)
+	start := time.Now()
+	code, out, _ := run(t, append([]string{"check", "irq"}, rootArgs(p)...)...)
+	if d := time.Since(start); code != 0 || d > 2*time.Second {
+		t.Errorf("exit %d %q in %v", code, out, d)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("irq:\n  minSpreadRatio: 0.5\n"), 0o644)
+	if code, out, _ := run(t, "config", "validate", good); code != 0 || !strings.Contains(out, "valid") {
+		t.Errorf("valid file: exit %d %q", code, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("irq:\n  cooldown: 2x\n"), 0o644)
+	code, _, errs := run(t, "config", "validate", bad)
+	if code != 1 || !strings.HasPrefix(errs, bad+":2: irq.cooldown: ") {
+		t.Errorf("invalid file: exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"check", "nosuch"}, {"check", "irq", "--output", "yaml"}, {"config"}} {
+		if code, _, _ := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	if code, out, _ := run(t, "version"); code != 0 || !strings.HasPrefix(out, "nodekeeper ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test layer this machine allows, installing what the layers need:
+#   unit    fixture trees and fakes                           always
+#   root    real /proc/irq writes, real compaction, cgroups   as root
+#   nspawn  real systemd + D-Bus + irqbalance in a container  as root, with systemd-nspawn
+# A layer that cannot run is skipped with its reason; a layer named in
+# NODEKEEPER_REQUIRE_LAYERS (CI: root,nspawn) fails the run instead.
+set -uo pipefail
+GO=${1:-go}
+cd "$(dirname "$0")/.."
+export NODEKEEPER_CACHE=${NODEKEEPER_CACHE:-/var/cache/nodekeeper-test}
+
+say() { printf '== %s\n' "$*"; }
+require() { [[ ",${NODEKEEPER_REQUIRE_LAYERS:-}," == *",$1,"* ]]; }
+
+if [ "$(id -u)" = 0 ]; then
+	say "layer root: running as root"
+	if scripts/test-deps.sh; then
+		if rootfs=$(scripts/build-rootfs.sh | tail -n1) && [ -d "$rootfs" ]; then
+			export NODEKEEPER_ROOTFS=$rootfs
+			say "layer nspawn: container root file system $rootfs"
+		else
+			say "layer nspawn: SKIPPED: the container root file system could not be built"
+			require nspawn && exit 1
+		fi
+	else
+		say "layer nspawn: SKIPPED: its packages could not be installed"
+		require nspawn && exit 1
+	fi
+else
+	say "layer root: SKIPPED: not root (run 'sudo make test' for real /proc/irq, systemd and cgroup tests)"
+	say "layer nspawn: SKIPPED: not root"
+	require root && exit 1
+fi
+
+say "go test ./... ($("$GO" env GOVERSION))"
+set -o pipefail
+"$GO" build -o bin/testsummary ./internal/testenv/testsummary || exit 1
+"$GO" test -count=1 -json -timeout 30m -p 2 ./... | bin/testsummary
