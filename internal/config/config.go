@@ -1,0 +1,244 @@
+// Package config owns nodekeeper's configuration: the schema as Go structs,
+// the defaults, the validation rules, and loading the main YAML file plus its
+// config.d/*.yaml overrides with every error reported as "FILE:LINE: field: reason".
+//
+// It also owns the table of keys (Keys) from which the documentation and the
+// packaged default file are checked, so a key cannot be added, renamed or have
+// its default changed without the documented file following.
+//
+// A Config is a plain value: copy it freely. A Config returned by Load or
+// LoadFiles remembers the file and line where each key was set, so that
+// Validate can point at them; compare Configs with Equal, which ignores that
+// bookkeeping (go-cmp uses Equal automatically; reflect.DeepEqual does not).
+package config
+
+import (
+	"reflect"
+	"time"
+)
+
+// DefaultPath is the main configuration file of a packaged install. Overrides
+// are read from the config.d directory next to it.
+const DefaultPath = "/etc/nodekeeper/config.yaml"
+
+// Values of IMDS.Enabled.
+const (
+	IMDSAuto  = "auto"  // enabled when the VM is detected as an Azure VM
+	IMDSTrue  = "true"  // always enabled
+	IMDSFalse = "false" // never enabled
+)
+
+// Values of IRQ.Remediation.
+const (
+	RemediationRestart = "restart" // restart irqbalance over D-Bus
+	RemediationSighup  = "sighup"  // send irqbalance SIGHUP
+	RemediationSpread  = "spread"  // spread the IRQs ourselves (not while irqbalance is active)
+	RemediationNone    = "none"    // report only
+)
+
+// Values of Kubelet.Pinning.
+const (
+	PinningAuto   = "auto"   // keep kubelet off the net_rx CPUs, chosen from the IRQ placement
+	PinningStatic = "static" // pin kubelet to Kubelet.CPUs
+	PinningOff    = "off"    // do not pin; remove a pin nodekeeper applied
+)
+
+// Values of Compaction.Mode.
+const (
+	CompactionFragmentation = "fragmentation" // compact when fragmentation calls for it, plus the safety net
+	CompactionPeriodic      = "periodic"      // compact every SafetyInterval only
+	CompactionOff           = "off"           // never compact
+)
+
+// Config is the whole configuration. The YAML name of each field is given in
+// its comment; Keys documents every key.
+type Config struct {
+	DryRun        bool          // dryRun
+	Metrics       Metrics       // metrics
+	IMDS          IMDS          // imds
+	PauseDetector PauseDetector // pauseDetector
+	IRQ           IRQ           // irq
+	Kubelet       Kubelet       // kubelet
+	Compaction    Compaction    // compaction
+	Symptoms      Symptoms      // symptoms
+
+	// src records where each key's value was read from, keyed by YAML path.
+	// It is set by Load and LoadFiles and never changed afterwards, so copies
+	// of a Config may share it.
+	src map[string]origin
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Listen string // listen: host:port to bind; "" disables the endpoint
+}
+
+// IMDS configures the Azure Instance Metadata Service client.
+type IMDS struct {
+	Enabled       string        // enabled: IMDSAuto, IMDSTrue or IMDSFalse
+	Endpoint      string        // endpoint: base URL
+	PollInterval  time.Duration // pollInterval
+	ResourceName  string        // resourceName: "" = compute.name from instance metadata
+	ApproveFreeze bool          // approveFreeze
+}
+
+// PauseDetector configures the clock-gap VM pause detector.
+type PauseDetector struct {
+	Tick         time.Duration // tick
+	GapThreshold time.Duration // gapThreshold
+}
+
+// IRQ configures the NIC IRQ spread check and its repair.
+type IRQ struct {
+	CheckInterval     time.Duration // checkInterval
+	SettleDelay       time.Duration // settleDelay
+	Remediation       string        // remediation: one of the Remediation… constants
+	FallbackSpread    bool          // fallbackSpread
+	MinSpreadRatio    float64       // minSpreadRatio
+	Cooldown          time.Duration // cooldown
+	MaxRepairsPerHour int           // maxRepairsPerHour: 0 = repairs never run
+	VerifyTimeout     time.Duration // verifyTimeout
+	VFMissingAfter    time.Duration // vfMissingAfter
+	Interfaces        Interfaces    // interfaces
+}
+
+// Interfaces selects NICs by interface name globs (path.Match syntax).
+type Interfaces struct {
+	Include []string // include: empty = every NIC with queue IRQs
+	Exclude []string // exclude
+}
+
+// Kubelet configures keeping kubelet off the net_rx CPUs.
+type Kubelet struct {
+	Pinning       string        // pinning: one of the Pinning… constants
+	Unit          string        // unit: systemd unit name
+	CPUs          string        // cpus: CPU list, used when Pinning is PinningStatic
+	MinCPUs       int           // minCPUs
+	RepinInterval time.Duration // repinInterval
+}
+
+// Compaction configures memory compaction.
+type Compaction struct {
+	Mode                   string        // mode: one of the Compaction… constants
+	CheckInterval          time.Duration // checkInterval
+	Order                  int           // order
+	UnusableIndexThreshold float64       // unusableIndexThreshold
+	SafetyInterval         time.Duration // safetyInterval
+	MinInterval            time.Duration // minInterval
+}
+
+// Symptoms configures the symptom watchers' thresholds.
+type Symptoms struct {
+	SoftirqBusyThreshold float64       // softirqBusyThreshold
+	Window               time.Duration // window
+	SqueezePerSecond     float64       // squeezePerSecond
+	CgroupWarn           int           // cgroupWarn
+	KubeletSystemCPUWarn float64       // kubeletSystemCPUWarn
+}
+
+// Default returns the configuration used for every key no file sets.
+func Default() Config {
+	return Config{
+		DryRun:  false,
+		Metrics: Metrics{Listen: "127.0.0.1:9829"},
+		IMDS: IMDS{
+			Enabled:       IMDSAuto,
+			Endpoint:      "http://169.254.169.254",
+			PollInterval:  time.Second,
+			ResourceName:  "",
+			ApproveFreeze: false,
+		},
+		PauseDetector: PauseDetector{
+			Tick:         250 * time.Millisecond,
+			GapThreshold: 2 * time.Second,
+		},
+		IRQ: IRQ{
+			CheckInterval:     60 * time.Second,
+			SettleDelay:       5 * time.Second,
+			Remediation:       RemediationRestart,
+			FallbackSpread:    true,
+			MinSpreadRatio:    0.75,
+			Cooldown:          2 * time.Minute,
+			MaxRepairsPerHour: 6,
+			VerifyTimeout:     30 * time.Second,
+			VFMissingAfter:    2 * time.Minute,
+			Interfaces: Interfaces{
+				Include: nil,
+				Exclude: []string{"ib*"},
+			},
+		},
+		Kubelet: Kubelet{
+			Pinning:       PinningAuto,
+			Unit:          "kubelet.service",
+			CPUs:          "",
+			MinCPUs:       2,
+			RepinInterval: 10 * time.Minute,
+		},
+		Compaction: Compaction{
+			Mode:                   CompactionFragmentation,
+			CheckInterval:          10 * time.Minute,
+			Order:                  3,
+			UnusableIndexThreshold: 0.8,
+			SafetyInterval:         3 * time.Hour,
+			MinInterval:            30 * time.Minute,
+		},
+		Symptoms: Symptoms{
+			SoftirqBusyThreshold: 0.9,
+			Window:               10 * time.Second,
+			SqueezePerSecond:     100,
+			CgroupWarn:           50000,
+			KubeletSystemCPUWarn: 0.5,
+		},
+	}
+}
+
+// Equal reports whether c and o hold the same settings. It ignores where the
+// settings were read from, and treats a nil and an empty list as equal.
+func (c Config) Equal(o Config) bool {
+	return reflect.DeepEqual(c.settings(), o.settings())
+}
+
+// settings is c without its origins, with empty lists as nil.
+func (c Config) settings() Config {
+	c.src = nil
+	if len(c.IRQ.Interfaces.Include) == 0 {
+		c.IRQ.Interfaces.Include = nil
+	}
+	if len(c.IRQ.Interfaces.Exclude) == 0 {
+		c.IRQ.Interfaces.Exclude = nil
+	}
+	return c
+}
+
+// Origin returns the file and line that set the key at path (a YAML path such
+// as "irq.cooldown", as listed by Keys). It returns "", 0 when the key holds its
+// default, or when the value was changed in code after loading.
+func (c Config) Origin(path string) (file string, line int) {
+	o, ok := c.origin(path)
+	if !ok {
+		return "", 0
+	}
+	return o.file, o.line
+}
+
+// origin is where one key was set.
+type origin struct {
+	file  string
+	line  int   // line of the key
+	elems []int // lines of a list's elements
+	value any   // the value as read, to tell whether the field still holds it
+}
+
+// origin returns where the key at path was set, if its field still holds the
+// value read from there.
+func (c Config) origin(path string) (origin, bool) {
+	o, ok := c.src[path]
+	if !ok {
+		return origin{}, false
+	}
+	f := fieldByPath[path]
+	if f == nil || !reflect.DeepEqual(f.get(&c), o.value) {
+		return origin{}, false
+	}
+	return o, true
+}

@@ -1,0 +1,701 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DropInDir is the directory, next to the main file, whose *.yaml files
+// override the main file's keys.
+const DropInDir = "config.d"
+
+const (
+	// maxFileSize bounds what is read from one file: a complete configuration
+	// is about 4 KiB, so anything near this is not a configuration file.
+	maxFileSize = 1 << 20
+	// maxErrors bounds the errors reported for one file, so a file that is not
+	// a configuration at all gives a short answer.
+	maxErrors = 20
+)
+
+// Load reads the main configuration file, then every *.yaml file of the
+// config.d directory next to it in lexical order, each overriding only the
+// keys it sets (a list is replaced as a whole), and validates the result.
+// File names starting with "." are skipped. A missing main file or config.d
+// directory is not an error: the defaults apply. An empty mainFile means
+// DefaultPath.
+//
+// The error, if any, joins one *FieldError per problem.
+func Load(mainFile string) (Config, error) {
+	if mainFile == "" {
+		mainFile = DefaultPath
+	}
+	files := []source{{name: mainFile, optional: true}}
+	dropIns, err := dropIns(filepath.Join(filepath.Dir(mainFile), DropInDir))
+	if err != nil {
+		return Config{}, errors.Join(err)
+	}
+	for _, f := range dropIns {
+		files = append(files, source{name: f})
+	}
+	return load(files)
+}
+
+// LoadFiles is Load with an explicit list of files, read in the order given;
+// every file must exist. With no files it returns Default().
+func LoadFiles(files ...string) (Config, error) {
+	src := make([]source, len(files))
+	for i, f := range files {
+		src[i] = source{name: f}
+	}
+	return load(src)
+}
+
+type source struct {
+	name     string
+	optional bool // a missing file is skipped
+}
+
+// dropIns lists the override files of dir in lexical order.
+func dropIns(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &FieldError{File: dir, Reason: "cannot read the directory: " + plainError(err), err: err}
+	}
+	var files []string
+	for _, e := range entries { // os.ReadDir sorts by name
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".yaml") || e.IsDir() {
+			continue
+		}
+		files = append(files, filepath.Join(dir, name))
+	}
+	return files, nil
+}
+
+func load(files []source) (Config, error) {
+	c := Default()
+	c.src = map[string]origin{}
+	var errs []error
+	for _, f := range files {
+		data, err := readFile(f.name)
+		if err != nil {
+			if f.optional && errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, decodeFile(&c, f.name, data)...)
+	}
+	// Validation is skipped while a file has errors: a value that could not be
+	// read would otherwise show up again as a confusing follow-on error.
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	if len(c.src) == 0 {
+		c.src = nil
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, &FieldError{File: name, Reason: "cannot read: " + plainError(err), err: err}
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, &FieldError{File: name, Reason: "is a directory, not a file"}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, &FieldError{File: name, Reason: "cannot read: " + plainError(err), err: err}
+	}
+	if len(data) > maxFileSize {
+		return nil, &FieldError{File: name, Reason: "is larger than 1 MiB, which no configuration file is"}
+	}
+	return data, nil
+}
+
+// plainError is err without the file name an *fs.PathError repeats.
+func plainError(err error) string {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// decodeFile applies the keys set in one file to c and records where each
+// was set.
+func decodeFile(c *Config, file string, data []byte) []error {
+	d := &decoder{file: file, data: data, c: c}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	doc, err := parseDocument(dec)
+	if errors.Is(err, io.EOF) { // empty, or only comments
+		return nil
+	}
+	if err != nil {
+		return []error{d.syntaxError(err)}
+	}
+	if root := documentRoot(doc); root != nil {
+		d.mapping(root, schema)
+	}
+	next, err := parseDocument(dec)
+	switch {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		d.add(d.syntaxError(err))
+	default:
+		if root := documentRoot(next); root != nil && !isNull(root) {
+			d.fail(root.Line, "", "a second YAML document starts here; a configuration file holds one (remove the ---)")
+		}
+	}
+	return d.errs
+}
+
+// parseDocument reads the next YAML document. A panic inside the YAML parser is
+// turned into an error: no input may take the daemon down.
+func parseDocument(dec *yaml.Decoder) (n *yaml.Node, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = nil, fmt.Errorf("yaml: cannot parse: %v", r)
+		}
+	}()
+	n = new(yaml.Node)
+	if err := dec.Decode(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func documentRoot(doc *yaml.Node) *yaml.Node {
+	if doc.Kind == yaml.DocumentNode {
+		if len(doc.Content) == 0 {
+			return nil
+		}
+		return deref(doc.Content[0])
+	}
+	return deref(doc)
+}
+
+// decoder walks one file's YAML tree along the schema.
+type decoder struct {
+	file string
+	data []byte
+	c    *Config
+	errs []error
+}
+
+func (d *decoder) fail(line int, field, reason string) {
+	d.add(&FieldError{File: d.file, Line: line, Field: field, Reason: reason})
+}
+
+func (d *decoder) add(e *FieldError) {
+	switch {
+	case len(d.errs) < maxErrors:
+		d.errs = append(d.errs, e)
+	case len(d.errs) == maxErrors:
+		d.errs = append(d.errs, &FieldError{File: d.file, Reason: fmt.Sprintf("more than %d errors; fix these first", maxErrors)})
+	}
+}
+
+// mapping decodes the keys of v, a mapping for section s.
+func (d *decoder) mapping(v *yaml.Node, s *section) {
+	if isNull(v) { // "irq:" with every key commented out
+		return
+	}
+	if v.Kind != yaml.MappingNode {
+		what := "must be a mapping of keys"
+		if s.path == "" {
+			what = "the file must be a mapping of keys"
+		}
+		d.fail(v.Line, s.path, fmt.Sprintf("%s (known: %s), not %s", what, strings.Join(s.names, ", "), describe(v)))
+		return
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := v.Content[i], v.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.fail(k.Line, s.path, fmt.Sprintf("keys must be plain names, not %s", describe(k)))
+			continue
+		}
+		name := k.Value
+		if k.ShortTag() == "!!merge" {
+			d.fail(k.Line, s.path, "merge keys (<<) are not supported; write the keys out")
+			continue
+		}
+		path := joinPath(s.path, displayKey(name))
+		if first, dup := seen[name]; dup {
+			d.fail(k.Line, path, fmt.Sprintf("set twice (first at line %d)", first))
+			continue
+		}
+		seen[name] = k.Line
+		if sub := s.children[name]; sub != nil {
+			d.mapping(deref(val), sub)
+		} else if f := s.leaves[name]; f != nil {
+			d.leaf(f, k.Line, deref(val))
+		} else {
+			d.fail(k.Line, path, unknownKey(s, name))
+		}
+	}
+}
+
+func unknownKey(s *section, name string) string {
+	reason := fmt.Sprintf("unknown key (known: %s)", strings.Join(s.names, ", "))
+	norm := normalizeKey(name)
+	for _, known := range s.names {
+		if normalizeKey(known) == norm {
+			return reason + "; did you mean " + known + "?"
+		}
+	}
+	if strings.Contains(name, ".") {
+		for _, f := range fields {
+			if normalizeKey(f.path) == normalizeKey(joinPath(s.path, name)) {
+				parts := strings.Split(strings.TrimPrefix(f.path, joinPath(s.path, "")), ".")
+				nested := parts[0] + ":"
+				for _, p := range parts[1:] {
+					nested += ", then " + p + ": indented under it"
+				}
+				return reason + "; keys are nested: write " + nested
+			}
+		}
+		return reason
+	}
+	var elsewhere []string
+	for _, f := range fields {
+		if _, leaf, _ := cutLast(f.path); normalizeKey(leaf) == norm {
+			elsewhere = append(elsewhere, f.path)
+		}
+	}
+	for path := range sectionPaths() {
+		if _, leaf, _ := cutLast(path); normalizeKey(leaf) == norm {
+			elsewhere = append(elsewhere, path)
+		}
+	}
+	if len(elsewhere) > 0 {
+		return reason + "; did you mean " + strings.Join(elsewhere, " or ") + "?"
+	}
+	return reason
+}
+
+// sectionPaths yields the path of every section below the top level, in
+// table order.
+func sectionPaths() func(yield func(string) bool) {
+	return func(yield func(string) bool) {
+		var walk func(s *section) bool
+		walk = func(s *section) bool {
+			for _, name := range s.names {
+				if sub := s.children[name]; sub != nil {
+					if !yield(sub.path) || !walk(sub) {
+						return false
+					}
+				}
+			}
+			return true
+		}
+		walk(schema)
+	}
+}
+
+// cutLast splits "a.b.c" into "a.b" and "c".
+func cutLast(path string) (parent, leaf string, ok bool) {
+	i := strings.LastIndexByte(path, '.')
+	if i < 0 {
+		return "", path, false
+	}
+	return path[:i], path[i+1:], true
+}
+
+// normalizeKey folds the spellings of a key people commonly mistype:
+// case, and snake or kebab case.
+func normalizeKey(s string) string {
+	return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s))
+}
+
+// leaf decodes the value of one key.
+func (d *decoder) leaf(f *field, line int, v *yaml.Node) {
+	if isNull(v) {
+		hint := "remove the key to keep the default (" + formatValue(f.get(ptrDefault())) + ")"
+		switch f.kind {
+		case kindString, kindTristate:
+			hint = `write "" for an empty string, or ` + hint
+		case kindList:
+			hint = "write [] for an empty list, or " + hint
+		}
+		d.fail(line, f.path, "has no value; "+hint)
+		return
+	}
+	if f.kind == kindList {
+		d.list(f, line, v)
+		return
+	}
+	if v.Kind != yaml.ScalarNode {
+		d.fail(line, f.path, fmt.Sprintf("must be %s, not %s", article(f), describe(v)))
+		return
+	}
+	tag := v.ShortTag()
+	if !scalarTags[tag] {
+		d.fail(line, f.path, fmt.Sprintf("unsupported YAML tag %q", shorten(tag)))
+		return
+	}
+	text := v.Value
+	q := shorten(text)
+	switch p := f.ptr(d.c).(type) {
+	case *bool:
+		b, ok := yamlBool(tag, text)
+		switch {
+		case ok:
+			*p = b
+		case tag == "!!str" && isBoolWord(text):
+			d.fail(line, f.path, fmt.Sprintf("%q is a string here, not true or false; remove the quotes", q))
+			return
+		default:
+			d.fail(line, f.path, fmt.Sprintf("%q is not true or false", q))
+			return
+		}
+	case *string:
+		if f.kind == kindTristate && tag == "!!bool" {
+			b, ok := yamlBool(tag, text)
+			if !ok {
+				d.fail(line, f.path, fmt.Sprintf("%q is not true or false", q))
+				return
+			}
+			text = strconv.FormatBool(b)
+		}
+		*p = text
+	case *time.Duration:
+		dur, err := time.ParseDuration(text)
+		switch {
+		case isNumber(text):
+			d.fail(line, f.path, fmt.Sprintf("%q has no unit (e.g. %ss or %sms)", q, q, q))
+			return
+		case err != nil || tag != "!!str":
+			d.fail(line, f.path, fmt.Sprintf("%q is not a duration (e.g. 90s, 2m)", q))
+			return
+		}
+		*p = dur
+	case *int:
+		var n int64
+		var err error
+		switch {
+		case tag == "!!int":
+			n, err = strconv.ParseInt(text, 0, strconv.IntSize)
+		case tag == "!!float": // 1e3, 6.0, or an integer too large for int64
+			var x float64
+			if x, err = strconv.ParseFloat(text, 64); err == nil {
+				switch {
+				case x != math.Trunc(x):
+					err = strconv.ErrSyntax
+				case math.Abs(x) > math.MaxInt32 && strconv.IntSize == 32 || math.Abs(x) >= math.MaxInt64:
+					err = strconv.ErrRange
+				default:
+					n = int64(x)
+				}
+			}
+		case tag == "!!str" && isNumber(text):
+			d.fail(line, f.path, fmt.Sprintf("%q is a string here, not a number; remove the quotes", q))
+			return
+		default:
+			err = strconv.ErrSyntax
+		}
+		switch {
+		case errors.Is(err, strconv.ErrRange):
+			d.fail(line, f.path, fmt.Sprintf("%q is too large", q))
+			return
+		case err != nil:
+			d.fail(line, f.path, fmt.Sprintf("%q is not a whole number", q))
+			return
+		}
+		*p = int(n)
+	case *float64:
+		var x float64
+		var err error
+		switch tag {
+		case "!!int":
+			var n uint64
+			n, err = strconv.ParseUint(strings.TrimPrefix(text, "+"), 0, 64)
+			x = float64(n)
+			if strings.HasPrefix(text, "-") {
+				var m int64
+				m, err = strconv.ParseInt(text, 0, 64)
+				x = float64(m)
+			}
+		case "!!float":
+			x, err = strconv.ParseFloat(text, 64)
+			if lower := strings.ToLower(strings.TrimLeft(text, "+-")); lower == ".inf" || lower == ".nan" {
+				x, err = math.NaN(), nil
+			}
+		case "!!str":
+			if isNumber(text) {
+				d.fail(line, f.path, fmt.Sprintf("%q is a string here, not a number; remove the quotes", q))
+				return
+			}
+			err = strconv.ErrSyntax
+		default:
+			err = strconv.ErrSyntax
+		}
+		switch {
+		case errors.Is(err, strconv.ErrRange) || err == nil && (math.IsInf(x, 0) || math.IsNaN(x)):
+			d.fail(line, f.path, fmt.Sprintf("%q is not a finite number", q))
+			return
+		case err != nil:
+			d.fail(line, f.path, fmt.Sprintf("%q is not a number", q))
+			return
+		}
+		*p = x
+	}
+	d.record(f, line, nil)
+}
+
+// list decodes a sequence of strings.
+func (d *decoder) list(f *field, line int, v *yaml.Node) {
+	if v.Kind != yaml.SequenceNode {
+		d.fail(line, f.path, fmt.Sprintf(`must be a list (e.g. ["eth*"]), not %s`, describe(v)))
+		return
+	}
+	var items []string
+	var lines []int
+	ok := true
+	for i, e := range v.Content {
+		e = deref(e)
+		path := fmt.Sprintf("%s[%d]", f.path, i)
+		switch {
+		case isNull(e):
+			d.fail(e.Line, path, `has no value; write "" for an empty string`)
+			ok = false
+		case e.Kind != yaml.ScalarNode:
+			d.fail(e.Line, path, "must be a string, not "+describe(e))
+			ok = false
+		case !scalarTags[e.ShortTag()]:
+			d.fail(e.Line, path, fmt.Sprintf("unsupported YAML tag %q", shorten(e.ShortTag())))
+			ok = false
+		default:
+			items = append(items, e.Value)
+			lines = append(lines, e.Line)
+		}
+	}
+	if !ok {
+		return
+	}
+	*f.ptr(d.c).(*[]string) = items
+	d.record(f, line, lines)
+}
+
+func (d *decoder) record(f *field, line int, elems []int) {
+	d.c.src[f.path] = origin{file: d.file, line: line, elems: elems, value: f.get(d.c)}
+}
+
+// scalarTags are the tags of the YAML core schema a scalar may carry.
+var scalarTags = map[string]bool{"!!str": true, "!!int": true, "!!float": true, "!!bool": true, "!!null": true, "!!timestamp": true}
+
+func isNull(v *yaml.Node) bool {
+	return v == nil || v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null"
+}
+
+// deref follows aliases to the node they name.
+func deref(v *yaml.Node) *yaml.Node {
+	for i := 0; v != nil && v.Kind == yaml.AliasNode && i < 100; i++ {
+		v = v.Alias
+	}
+	if v != nil && v.Kind == yaml.AliasNode {
+		return nil
+	}
+	return v
+}
+
+func yamlBool(tag, text string) (value, ok bool) {
+	if tag != "!!bool" {
+		return false, false
+	}
+	switch strings.ToLower(text) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+func isBoolWord(s string) bool {
+	s = strings.ToLower(s)
+	return s == "true" || s == "false"
+}
+
+var numberRE = regexp.MustCompile(`^[-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9_]+)([eE][-+]?[0-9]+)?$`)
+
+// isNumber reports whether s is written as a number.
+func isNumber(s string) bool { return numberRE.MatchString(s) }
+
+// describe names what a node is, for "must be X, not Y".
+func describe(v *yaml.Node) string {
+	switch {
+	case v == nil:
+		return "nothing"
+	case v.Kind == yaml.MappingNode:
+		return "a mapping"
+	case v.Kind == yaml.SequenceNode:
+		return "a list"
+	case isNull(v):
+		return "empty"
+	}
+	return strconv.Quote(shorten(v.Value))
+}
+
+// article names what a field holds, for "must be X, not Y".
+func article(f *field) string {
+	switch f.kind {
+	case kindBool:
+		return "true or false"
+	case kindDuration:
+		return "a duration (e.g. 90s, 2m)"
+	case kindInt:
+		return "a whole number"
+	case kindFloat:
+		return "a number"
+	case kindList:
+		return "a list"
+	case kindTristate:
+		return "one of " + strings.Join(f.values, ", ")
+	}
+	if f.values != nil {
+		return "one of " + strings.Join(f.values, ", ")
+	}
+	return "a string"
+}
+
+func ptrDefault() *Config {
+	d := Default()
+	return &d
+}
+
+// shorten cuts s to a length fit for an error message.
+func shorten(s string) string {
+	const max = 40
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:max]) + "…"
+}
+
+var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// displayKey writes a key for a field path: as is when it is a plain name,
+// quoted otherwise, so an error message always stays on one line.
+func displayKey(k string) string {
+	if plainKeyRE.MatchString(k) && len(k) <= 64 {
+		return k
+	}
+	return strconv.Quote(shorten(k))
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+
+// parserProblems are the yaml.v3 syntax errors raised by its parser rather
+// than its scanner: their line is counted from 0.
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+}
+
+var unknownAnchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
+// syntaxError turns a yaml.v3 parse error into a FieldError with the line the
+// problem is on. yaml.v3 leaves the line out when it is the first line (and
+// for bad bytes), and counts parser errors' lines from 0.
+func (d *decoder) syntaxError(err error) *FieldError {
+	msg := err.Error()
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+		if parserProblems[msg] {
+			line++
+		}
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		if m := unknownAnchorRE.FindStringSubmatch(msg); m != nil {
+			line = lineAt(d.data, bytes.Index(d.data, []byte("*"+m[1])))
+		} else if off := badByte(d.data); off >= 0 {
+			line = lineAt(d.data, off)
+		} else {
+			line = 1
+		}
+	}
+	if n := countLines(d.data); line > n {
+		line = n
+	}
+	msg = strings.ReplaceAll(msg, "\n", " ")
+	return &FieldError{File: d.file, Line: line, Reason: "invalid YAML: " + msg, err: err}
+}
+
+// badByte is the offset of the first byte YAML does not accept (invalid UTF-8
+// or a control character), or -1.
+func badByte(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		ok := r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7e || r == 0x85 ||
+			r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff
+		if r == utf8.RuneError && size <= 1 || !ok {
+			return i
+		}
+		i += size
+	}
+	return -1
+}
+
+// lineAt is the 1-based line of offset off in data (1 when off < 0).
+func lineAt(data []byte, off int) int {
+	if off < 0 {
+		return 1
+	}
+	return countLines(data[:off+1])
+}
+
+// countLines counts lines as YAML does: LF, CR LF and CR end a line. A last
+// line without a line break counts.
+func countLines(data []byte) int {
+	n := 1
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '\n':
+			if i+1 < len(data) {
+				n++
+			}
+		case '\r':
+			if i+1 < len(data) && data[i+1] != '\n' {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,137 @@
+// Package policy owns the decision whether a proposed repair may run now:
+// dry-run, cool-down, a per-hour cap, exponential backoff after failures, and
+// never two repairs of the same kind at once. It records nothing itself: the
+// caller turns each Decision into a journal entry and a metric, so every
+// "no" is visible.
+package policy
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Results of a Decision that did not allow the repair, as the metrics
+// contract spells them. Backoff after failures is a longer cool-down: it is
+// counted as skipped_cooldown, with Reason "backoff" in the journal.
+const (
+	SkippedCooldown = "skipped_cooldown"
+	SkippedCap      = "skipped_cap"
+	SkippedDryRun   = "skipped_dryrun"
+	SkippedBusy     = "skipped_busy" // a repair of this kind is still running; not a metric
+)
+
+// Limits are one kind of repair's settings.
+type Limits struct {
+	Cooldown    time.Duration // after a repair, no new one before this
+	MaxPerHour  int           // 0: never repair
+	BackoffBase time.Duration // first wait after a failure (doubles per failure)
+	BackoffMax  time.Duration
+}
+
+// Decision is the answer for one proposed repair.
+type Decision struct {
+	Allowed bool
+	Result  string    // when not allowed: one of the Skipped* results
+	Reason  string    // cooldown | backoff | cap | dryrun | busy
+	Until   time.Time // when a skipped repair could run at the earliest
+	Detail  string    // a person's words
+}
+
+// Gate is the state of one kind of repair. Safe for concurrent use.
+type Gate struct {
+	mu       sync.Mutex
+	limits   Limits
+	attempts []time.Time // starts within the last hour
+	last     time.Time   // last start
+	failures int         // consecutive failures
+	busy     bool
+}
+
+// NewGate returns a Gate with the given limits.
+func NewGate(l Limits) *Gate { return &Gate{limits: l} }
+
+// SetLimits changes the limits (config reload); history is kept.
+func (g *Gate) SetLimits(l Limits) {
+	g.mu.Lock()
+	g.limits = l
+	g.mu.Unlock()
+}
+
+// Begin decides whether a repair may start at now and, if so, marks it
+// running; the caller must call End. since is an extra cool-down reference
+// outside nodekeeper's own history (e.g. when irqbalance last started, by
+// anyone); zero for none. dryRun answers SkippedDryRun after every other
+// rule passed, so a dry run shows what would really have happened.
+func (g *Gate) Begin(now, since time.Time, dryRun bool) Decision {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.busy {
+		return Decision{Result: SkippedBusy, Reason: "busy", Detail: "a repair of this kind is still running"}
+	}
+	hourAgo := now.Add(-time.Hour)
+	kept := g.attempts[:0]
+	for _, t := range g.attempts {
+		if t.After(hourAgo) {
+			kept = append(kept, t)
+		}
+	}
+	g.attempts = kept
+	ref := g.last
+	if since.After(ref) {
+		ref = since
+	}
+	if !ref.IsZero() && now.Sub(ref) < g.limits.Cooldown {
+		return Decision{Result: SkippedCooldown, Reason: "cooldown", Until: ref.Add(g.limits.Cooldown),
+			Detail: fmt.Sprintf("last repair or restart %s ago, cool-down %s", now.Sub(ref).Round(time.Second), g.limits.Cooldown)}
+	}
+	if g.failures > 0 && !g.last.IsZero() {
+		wait := g.backoff()
+		if now.Sub(g.last) < wait {
+			return Decision{Result: SkippedCooldown, Reason: "backoff", Until: g.last.Add(wait),
+				Detail: fmt.Sprintf("%d failed repair(s) in a row: waiting %s before the next", g.failures, wait)}
+		}
+	}
+	if len(g.attempts) >= g.limits.MaxPerHour {
+		until := now
+		if len(g.attempts) > 0 {
+			until = g.attempts[0].Add(time.Hour)
+		}
+		return Decision{Result: SkippedCap, Reason: "cap", Until: until,
+			Detail: fmt.Sprintf("%d repairs in the last hour (maxRepairsPerHour %d)", len(g.attempts), g.limits.MaxPerHour)}
+	}
+	if dryRun {
+		return Decision{Result: SkippedDryRun, Reason: "dryrun", Detail: "dry run: nothing is changed"}
+	}
+	g.busy = true
+	g.last = now
+	g.attempts = append(g.attempts, now)
+	return Decision{Allowed: true}
+}
+
+// End records the outcome of a repair that Begin allowed.
+func (g *Gate) End(success bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.busy = false
+	if success {
+		g.failures = 0
+	} else {
+		g.failures++
+	}
+}
+
+// Failures is the number of consecutive failed repairs.
+func (g *Gate) Failures() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failures
+}
+
+func (g *Gate) backoff() time.Duration {
+	d := g.limits.BackoffBase
+	for i := 1; i < g.failures && d < g.limits.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, g.limits.BackoffMax)
+}
