@@ -11,6 +11,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/irqsnap"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
 )
 
@@ -49,6 +50,7 @@ func TestHostCheck(t *testing.T) {
 func TestHostSkewAndSpread(t *testing.T) {
 	layer.Root(t)
 	h := liveHost(t)
+	irqsnap.Guard(t) // host-wide lock + restore of every mask, even if this binary dies
 	strict := defaultOpts
 	strict.MinSpreadRatio = 1
 	c := NewChecker(h, Links(h), strict, time.Now)
@@ -100,6 +102,7 @@ func TestHostSkewAndSpread(t *testing.T) {
 func TestHostManagedIRQ(t *testing.T) {
 	layer.Root(t)
 	h := liveHost(t)
+	irqsnap.Guard(t)
 	names, err := h.InterruptNames(nil)
 	if err != nil {
 		t.Fatal(err)

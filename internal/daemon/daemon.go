@@ -1,0 +1,419 @@
+// Package daemon owns `nodekeeper run`: it wires triggers (timers, unit
+// changes, NIC link events, VM pauses) to the checks, passes every proposed
+// repair through the policy gate, performs and verifies it, and reports all of
+// it — journal, metrics, sd_notify and the state file. It keeps no global
+// state; everything it touches comes in through Deps.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/buildinfo"
+	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/clock"
+	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
+	"github.com/nodekeeper/nodekeeper/internal/logging"
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
+	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/systemd"
+)
+
+// Notifier is the daemon's side of sd_notify.
+type Notifier interface {
+	Ready() error
+	Status(string) error
+	Stopping() error
+	Watchdog() error
+	WatchdogInterval() (time.Duration, bool)
+}
+
+// Deps is everything the daemon uses.
+type Deps struct {
+	FS         *hostfs.FS
+	Config     config.Config
+	ConfigFile string // re-read on Reload
+	DryRun     bool   // --dry-run: ORed with config's dryRun
+	Log        *slog.Logger
+	Metrics    *metrics.Metrics
+	Notifier   Notifier
+	Clock      clock.Clock
+	Links      irq.LinkLister
+	// DialUnits connects to systemd; the daemon retries it when it fails and
+	// keeps working (checks, metrics) without D-Bus meanwhile.
+	DialUnits func(ctx context.Context) (systemd.Units, error)
+	// LinkEvents delivers the names of interfaces that appeared, changed or
+	// went; nil when the host's netlink is not watched (fixture roots).
+	LinkEvents <-chan string
+	// StatePath is the state file; "" disables it.
+	StatePath string
+	// VerifyEvery is the pause between verification checks (default 1s).
+	VerifyEvery time.Duration
+}
+
+// Daemon is one running `nodekeeper run`.
+type Daemon struct {
+	d        Deps
+	cfg      config.Config
+	log      *slog.Logger
+	checker  *irq.Checker // main loop only
+	gate     *policy.Gate
+	units    systemd.Units
+	unitsErr error
+
+	mu   sync.Mutex // guards st and the fields the repair goroutine reports
+	st   *state.State
+	wg   sync.WaitGroup
+	done chan repairResult
+	last struct {
+		status check.Status
+		skip   string
+	}
+	pend  *pending
+	ready bool
+	busy  bool // a repair goroutine is running (main loop only)
+}
+
+type pending struct {
+	at      time.Time
+	reason  string
+	resume  time.Time // a VM pause's resume time, for pause_to_verified
+	pauseID int       // index in state.Pauses (-1 none)
+}
+
+// New builds a daemon from deps; Run starts it.
+func New(deps Deps) *Daemon {
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
+	}
+	if deps.VerifyEvery <= 0 {
+		deps.VerifyEvery = time.Second
+	}
+	d := &Daemon{d: deps, cfg: deps.Config, log: deps.Log, done: make(chan repairResult, 4)}
+	d.checker = d.newChecker()
+	d.gate = policy.NewGate(d.limits())
+	now := deps.Clock.Now()
+	d.st = &state.State{Version: buildinfo.String(), PID: os.Getpid(), Started: now, DryRun: d.dryRun(),
+		Checks: map[string]state.Check{}}
+	if deps.StatePath != "" {
+		if old, err := state.Read(deps.StatePath); err == nil && old != nil {
+			d.checker.SeedVFSeen(old.VFSeen) // VF history survives a daemon restart
+			d.st.Actions, d.st.Pauses = old.Actions, old.Pauses
+		}
+	}
+	return d
+}
+
+func (d *Daemon) dryRun() bool { return d.d.DryRun || d.cfg.DryRun }
+
+func (d *Daemon) limits() policy.Limits {
+	return policy.Limits{Cooldown: d.cfg.IRQ.Cooldown, MaxPerHour: d.cfg.IRQ.MaxRepairsPerHour,
+		BackoffBase: max(d.cfg.IRQ.Cooldown, time.Minute), BackoffMax: time.Hour}
+}
+
+func (d *Daemon) newChecker() *irq.Checker {
+	return irq.NewChecker(d.d.FS, d.d.Links, irqOptions(d.cfg), d.d.Clock.Now)
+}
+
+func irqOptions(cfg config.Config) irq.Options {
+	return irq.Options{
+		Filter:         irq.Filter{Include: cfg.IRQ.Interfaces.Include, Exclude: cfg.IRQ.Interfaces.Exclude},
+		MinSpreadRatio: cfg.IRQ.MinSpreadRatio,
+		VFMissingAfter: cfg.IRQ.VFMissingAfter,
+	}
+}
+
+// Run runs until ctx ends. reload delivers SIGHUPs. It returns nil on a clean
+// shutdown and an error only when it cannot start (e.g. the metrics address
+// is taken).
+func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m := d.d.Metrics
+	m.SetBuildInfo(buildinfo.String())
+	srv, err := metrics.Serve(ctx, d.cfg.Metrics.Listen, m, func() error { return nil }, d.log.With("component", "metrics"))
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	if srv != nil {
+		d.log.Info("metrics listening", "addr", srv.Addr().String())
+	}
+	d.readIrqbalanceVersion()
+	changes := d.connectUnits(ctx)
+
+	d.runCheck(ctx, pending{reason: "start", pauseID: -1})
+	d.ready = true
+	_ = d.d.Notifier.Ready()
+	d.log.Info("nodekeeper started", "version", buildinfo.String(), "dry_run", d.dryRun())
+
+	clk := d.d.Clock
+	ticker := clk.NewTicker(d.cfg.IRQ.CheckInterval)
+	defer ticker.Stop()
+	var wdC <-chan time.Time
+	if iv, ok := d.d.Notifier.WatchdogInterval(); ok {
+		wd := clk.NewTicker(iv / 2)
+		defer wd.Stop()
+		wdC = wd.C()
+	}
+	settle := clk.NewTimer(time.Hour)
+	settle.Stop()
+	var dialRetry <-chan time.Time
+	if d.units == nil {
+		t := clk.NewTimer(30 * time.Second)
+		defer t.Stop()
+		dialRetry = t.C()
+	}
+	for {
+		if d.pend != nil {
+			settle.Reset(max(0, d.pend.at.Sub(clk.Now())))
+		}
+		select {
+		case <-ctx.Done():
+			return d.shutdown(srv)
+		case <-ticker.C():
+			d.runCheck(ctx, pending{reason: "timer", pauseID: -1})
+		case <-settle.C():
+			if p := d.pend; p != nil && !clk.Now().Before(p.at) {
+				d.pend = nil
+				d.runCheck(ctx, *p)
+			}
+		case c, ok := <-changes:
+			if !ok {
+				changes = nil
+				continue
+			}
+			d.unitChanged(c)
+		case name, ok := <-d.d.LinkEvents:
+			if !ok {
+				d.d.LinkEvents = nil
+				continue
+			}
+			d.log.Info("NIC changed: checking after the settle delay", "interface", name, "settle", d.cfg.IRQ.SettleDelay)
+			d.schedule(pending{reason: "link " + name, pauseID: -1})
+		case <-reload:
+			d.reload(ticker)
+		case r := <-d.done:
+			d.finishRepair(r)
+		case <-wdC:
+			_ = d.d.Notifier.Watchdog() // the loop got here: it makes progress
+		case <-dialRetry:
+			dialRetry = nil
+			if changes = d.connectUnits(ctx); d.units == nil {
+				t := clk.NewTimer(30 * time.Second)
+				dialRetry = t.C()
+			}
+		}
+	}
+}
+
+// Trigger asks for an IRQ check after the settle delay, e.g. after a VM
+// pause (resume is then when the VM came back). Safe from any goroutine only
+// through TriggerChan; inside the loop, schedule is used.
+func (d *Daemon) schedule(p pending) {
+	p.at = d.d.Clock.Now().Add(d.cfg.IRQ.SettleDelay)
+	if d.pend != nil {
+		// One check serves every trigger within the window; a pause's resume
+		// time is kept so it is still timed.
+		if p.resume.IsZero() {
+			p.resume, p.pauseID = d.pend.resume, d.pend.pauseID
+		}
+		p.reason = d.pend.reason + ", " + p.reason
+	}
+	d.pend = &p
+}
+
+func (d *Daemon) shutdown(srv *metrics.Server) error {
+	_ = d.d.Notifier.Stopping()
+	d.log.Info("stopping")
+	waited := make(chan struct{})
+	go func() { d.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(4 * time.Second):
+		d.log.Warn("a repair was still running at shutdown; leaving it")
+	}
+	if srv != nil {
+		_ = srv.Wait()
+	}
+	d.writeState()
+	return nil
+}
+
+func (d *Daemon) connectUnits(ctx context.Context) <-chan systemd.Change {
+	if d.d.DialUnits == nil {
+		return nil
+	}
+	u, err := d.d.DialUnits(ctx)
+	if err != nil {
+		if d.unitsErr == nil {
+			d.log.Warn("cannot reach systemd over D-Bus: IRQ checks go on, repairs through irqbalance wait; retrying every 30s",
+				logging.Msg(logging.MsgDBusLost), "err", err)
+		}
+		d.unitsErr = err
+		return nil
+	}
+	if d.unitsErr != nil {
+		d.log.Info("systemd D-Bus connection established")
+	}
+	d.units, d.unitsErr = u, nil
+	ch, err := u.Watch(ctx, irqbalance.Unit)
+	if err != nil {
+		d.log.Warn("cannot watch irqbalance.service; restarts by others are noticed by the periodic check only", "err", err)
+		return nil
+	}
+	if st, err := u.Unit(ctx, irqbalance.Unit); err == nil {
+		d.mu.Lock()
+		d.st.Irqbalance.ActiveState, d.st.Irqbalance.MainPID = st.ActiveState, st.MainPID
+		d.mu.Unlock()
+	}
+	return ch
+}
+
+// unitChanged re-checks after irqbalance was (re)started by anyone.
+func (d *Daemon) unitChanged(c systemd.Change) {
+	if c.Unit != irqbalance.Unit {
+		return
+	}
+	d.mu.Lock()
+	prev := d.st.Irqbalance.MainPID
+	d.st.Irqbalance.ActiveState, d.st.Irqbalance.MainPID = c.ActiveState, c.MainPID
+	ours := d.busy
+	d.mu.Unlock()
+	if c.Reconnected {
+		d.log.Info("D-Bus connection re-established; re-reading irqbalance's state", "unit", c.Unit)
+	}
+	if c.MainPID != 0 && c.MainPID != prev && !ours {
+		d.log.Info("irqbalance started with a new main process: re-checking after it settles",
+			"unit", c.Unit, "main_pid", c.MainPID)
+		d.schedule(pending{reason: "irqbalance restarted", pauseID: -1})
+	}
+}
+
+func (d *Daemon) reload(ticker clock.Ticker) {
+	cfg, err := config.Load(d.d.ConfigFile)
+	if err != nil {
+		d.log.Error("configuration reload failed; keeping the running configuration",
+			logging.Msg(logging.MsgConfigReloadFailed), "err", err)
+		return
+	}
+	if cfg.Metrics.Listen != d.cfg.Metrics.Listen {
+		d.log.Warn("metrics.listen changed: it takes effect at the next restart", "listen", cfg.Metrics.Listen)
+		cfg.Metrics.Listen = d.cfg.Metrics.Listen
+	}
+	d.cfg = cfg
+	seen := d.checker.VFSeen()
+	d.checker = d.newChecker()
+	d.checker.SeedVFSeen(seen)
+	d.gate.SetLimits(d.limits())
+	ticker.Reset(cfg.IRQ.CheckInterval)
+	d.log.Info("configuration reloaded", "file", d.d.ConfigFile, "dry_run", d.dryRun())
+}
+
+func (d *Daemon) readIrqbalanceVersion() {
+	inst, err := irqbalance.InstalledVersion(d.d.FS)
+	if err != nil {
+		d.log.Warn("cannot read the installed irqbalance version", "err", err)
+		return
+	}
+	buggy, why := irqbalance.KnownBuggy(inst.Version)
+	d.st.Irqbalance.Version, d.st.Irqbalance.Source = inst.Version, inst.Source
+	d.st.Irqbalance.KnownBuggy, d.st.Irqbalance.Why = buggy, why
+	d.d.Metrics.SetIrqbalanceKnownBuggy(buggy)
+	if buggy {
+		d.log.Warn(why, logging.Msg(logging.MsgIrqbalanceKnownBuggy), "version", inst.Version)
+	}
+}
+
+// runCheck runs the IRQ check in the main loop and, on a problem, proposes
+// a repair.
+func (d *Daemon) runCheck(ctx context.Context, p pending) {
+	start := time.Now()
+	rep := d.checker.Run(ctx)
+	d.d.Metrics.ObserveCheckDuration(irq.Name, time.Since(start))
+	d.record(rep)
+	if rep.Status == check.Problem && rep.Status != d.last.status {
+		d.log.Warn("IRQ spread problem: "+rep.Message, logging.Msg(logging.MsgIRQSpreadProblem),
+			"check", irq.Name, "interface", firstProblem(rep), "cpus", rep.CPUsUsed.List(), "trigger", p.reason)
+	} else if rep.Status != d.last.status {
+		d.log.Info("IRQ check: "+rep.Message, "check", irq.Name, "status", string(rep.Status), "trigger", p.reason)
+	}
+	d.last.status = rep.Status
+	switch {
+	case rep.Status == check.OK && !p.resume.IsZero():
+		d.pauseVerified(p, metrics.OutcomeAlreadyOK, d.d.Clock.Now())
+	case rep.Status == check.Problem:
+		d.proposeRepair(ctx, rep, p)
+	}
+	d.status()
+}
+
+func firstProblem(rep *irq.Report) string {
+	for _, v := range rep.Interfaces {
+		if v.Status == check.Problem {
+			return v.Interface
+		}
+	}
+	return ""
+}
+
+// record puts a report into metrics and the state file.
+func (d *Daemon) record(rep *irq.Report) {
+	m := d.d.Metrics
+	m.SetCheckStatus(irq.Name, string(rep.Status))
+	if rep.Status != check.Unknown {
+		irqs := make([]metrics.NICIRQ, 0, len(rep.NICIRQs))
+		for _, q := range rep.NICIRQs {
+			irqs = append(irqs, metrics.NICIRQ{Interface: q.Interface, Queue: q.Queue, IRQ: q.IRQ, CPU: q.CPU})
+		}
+		m.SetNICIRQs(irqs)
+		chans := make([]metrics.VMBusChannel, 0, len(rep.VMBusChannels))
+		for _, c := range rep.VMBusChannels {
+			chans = append(chans, metrics.VMBusChannel{Interface: c.Interface, Channel: c.Channel, CPU: c.CPU})
+		}
+		m.SetVMBusChannels(chans)
+	}
+	raw, _ := json.Marshal(rep)
+	d.mu.Lock()
+	d.st.Checks[irq.Name] = state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
+		Status: string(rep.Status), Message: rep.Message, Report: raw}
+	d.st.VFSeen = d.checker.VFSeen()
+	d.mu.Unlock()
+	d.writeState()
+}
+
+func (d *Daemon) writeState() {
+	if d.d.StatePath == "" {
+		return
+	}
+	d.mu.Lock()
+	d.st.Updated = d.d.Clock.Now()
+	err := state.Write(d.d.StatePath, d.st)
+	d.mu.Unlock()
+	if err != nil {
+		d.log.Warn("cannot write the state file", "path", d.d.StatePath, "err", err)
+	}
+}
+
+// status sends a STATUS= line.
+func (d *Daemon) status() {
+	d.mu.Lock()
+	c := d.st.Checks[irq.Name]
+	d.mu.Unlock()
+	s := "IRQ spread " + c.Status + ": " + c.Message
+	if d.busy {
+		s = "repairing IRQ spread: " + c.Message
+	}
+	if d.dryRun() {
+		s += " (dry run)"
+	}
+	_ = d.d.Notifier.Status(s)
+}

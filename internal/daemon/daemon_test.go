@@ -1,0 +1,365 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/clock"
+	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/cpuset"
+	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
+	"github.com/nodekeeper/nodekeeper/internal/logging"
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/systemd"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/hostfixture"
+)
+
+// fakeNotifier records sd_notify messages.
+type fakeNotifier struct {
+	mu       sync.Mutex
+	ready    int
+	statuses []string
+	pings    int
+	wd       time.Duration
+}
+
+func (n *fakeNotifier) Ready() error { n.mu.Lock(); n.ready++; n.mu.Unlock(); return nil }
+func (n *fakeNotifier) Status(s string) error {
+	n.mu.Lock()
+	n.statuses = append(n.statuses, s)
+	n.mu.Unlock()
+	return nil
+}
+func (n *fakeNotifier) Stopping() error { return nil }
+func (n *fakeNotifier) Watchdog() error { n.mu.Lock(); n.pings++; n.mu.Unlock(); return nil }
+func (n *fakeNotifier) WatchdogInterval() (time.Duration, bool) {
+	return n.wd, n.wd > 0
+}
+func (n *fakeNotifier) get() (ready, pings int, last string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.statuses) > 0 {
+		last = n.statuses[len(n.statuses)-1]
+	}
+	return n.ready, n.pings, last
+}
+
+// syncBuffer is a log sink safe for the daemon's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type rig struct {
+	t       *testing.T
+	paths   hostfs.Paths
+	clk     *clock.Fake
+	units   *systemd.Fake
+	notify  *fakeNotifier
+	metrics *metrics.Metrics
+	logs    *syncBuffer
+	d       *Daemon
+	cancel  context.CancelFunc
+	stopped chan struct{}
+	reload  chan struct{}
+	cfgFile string
+}
+
+// skewedHost is 4 CPUs with a 4-queue mlx5 NIC whose IRQs all sit on CPU 3.
+func skewedHost() hostfixture.Host {
+	return hostfixture.Host{CPUs: 4, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1,
+		Affinity: func(int) (cpuset.Set, cpuset.Set) { c := cpuset.New(3); return c, c }}}}
+}
+
+func newRig(t *testing.T, host hostfixture.Host, mutate func(*config.Config), setup func(*systemd.Fake)) *rig {
+	t.Helper()
+	r := &rig{t: t, paths: host.MustBuild(t), clk: clock.NewFake(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)),
+		notify: &fakeNotifier{}, metrics: metrics.New(), logs: &syncBuffer{}, reload: make(chan struct{}, 1)}
+	r.units = systemd.NewFake(r.clk)
+	if setup != nil {
+		setup(r.units)
+	}
+	cfg := config.Default()
+	cfg.Metrics.Listen = ""
+	cfg.IRQ.VerifyTimeout = 5 * time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	r.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
+	h, err := hostfs.New(r.paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.d = New(Deps{
+		FS: h, Config: cfg, ConfigFile: r.cfgFile, Log: logging.New(r.logs, "text", -4), Metrics: r.metrics,
+		Notifier: r.notify, Clock: r.clk, Links: irq.SysfsLinks{FS: h},
+		DialUnits: func(context.Context) (systemd.Units, error) { return r.units, nil },
+		StatePath: filepath.Join(r.paths.Root, state.RelPath),
+	})
+	return r
+}
+
+func (r *rig) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.stopped = cancel, make(chan struct{})
+	go func() {
+		defer close(r.stopped)
+		if err := r.d.Run(ctx, r.reload); err != nil {
+			r.t.Errorf("Run: %v", err)
+		}
+	}()
+	r.t.Cleanup(r.stop)
+	r.until("READY=1", func() bool { ready, _, _ := r.notify.get(); return ready == 1 })
+}
+
+func (r *rig) stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.stopped
+		r.cancel = nil
+	}
+}
+
+// until polls cond, letting the daemon's goroutines run; with advance it
+// also moves the fake clock a second per round (verification waits on it).
+func (r *rig) untilAdvancing(what string, advance bool, cond func() bool) {
+	r.t.Helper()
+	for i := 0; i < 3000; i++ {
+		if cond() {
+			return
+		}
+		if advance {
+			r.clk.Advance(time.Second)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.t.Fatalf("timed out waiting for %s; log:\n%s", what, r.logs.String())
+}
+
+func (r *rig) until(what string, cond func() bool) { r.t.Helper(); r.untilAdvancing(what, false, cond) }
+
+func (r *rig) remediations(action, result string) float64 {
+	mfs, err := r.metrics.Registry().Gather()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "nodekeeper_remediations_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["action"] == action && l["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func (r *rig) masks() []string {
+	var out []string
+	dirs, _ := os.ReadDir(filepath.Join(r.paths.Proc, "irq"))
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(r.paths.Proc, "irq", d.Name(), "smp_affinity"))
+		out = append(out, d.Name()+"="+strings.TrimSpace(string(b)))
+	}
+	return out
+}
+
+func TestFallbackSpreadWhenIrqbalanceMissing(t *testing.T) {
+	r := newRig(t, skewedHost(), nil, nil) // no irqbalance.service: LoadState not-found
+	r.start()
+	r.until("a verified spread", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess) == 1 })
+	if !strings.Contains(r.logs.String(), "irqbalance is not installed: spreading the IRQs ourselves") {
+		t.Errorf("the journal must say why it spreads itself:\n%s", r.logs.String())
+	}
+	st, _ := state.Read(filepath.Join(r.paths.Root, state.RelPath))
+	if st == nil || len(st.Actions) < 2 || st.Actions[len(st.Actions)-1].Result != metrics.ResultSuccess {
+		t.Fatalf("state file actions: %+v", st)
+	}
+	r.clk.Advance(time.Minute) // the next periodic check finds it healthy
+	r.until("status ok", func() bool { _, _, s := r.notify.get(); return strings.HasPrefix(s, "IRQ spread ok: ") })
+}
+
+func TestRestartVerifyTimeoutThenCooldown(t *testing.T) {
+	r := newRig(t, skewedHost(), nil, func(f *systemd.Fake) { f.AddService(irqbalance.Unit) })
+	r.clk.Advance(10 * time.Minute) // irqbalance has been up for a while
+	r.start()
+	// The fake irqbalance moves nothing: the restart happens, verification times out.
+	r.untilAdvancing("verify timeout", true, func() bool {
+		return r.remediations(metrics.ActionIrqbalanceRestart, metrics.ResultVerifyTimeout) == 1
+	})
+	if n := len(r.units.CallsTo("Restart")); n != 1 {
+		t.Fatalf("%d restarts, want 1", n)
+	}
+	// The next checks fall within the cool-down from irqbalance's restart: no loop.
+	r.clk.Advance(time.Minute)
+	r.until("a cool-down skip", func() bool {
+		return r.remediations(metrics.ActionIrqbalanceRestart, metrics.ResultSkippedCooldown) >= 1
+	})
+	if n := len(r.units.CallsTo("Restart")); n != 1 {
+		t.Fatalf("restarted %d times within the cool-down", n)
+	}
+	if !strings.Contains(r.logs.String(), "message_id="+logging.MsgRepairFailed) {
+		t.Errorf("a failed verification is logged with its MESSAGE_ID")
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.DryRun = true }, nil)
+	before := r.masks()
+	r.start()
+	r.until("a dry-run skip", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSkippedDryRun) == 1 })
+	if got := r.masks(); strings.Join(got, " ") != strings.Join(before, " ") {
+		t.Errorf("dry run wrote masks: %v → %v", before, got)
+	}
+	if !strings.Contains(r.logs.String(), "dry run: would write a round-robin spread") {
+		t.Errorf("dry run must say what it would do:\n%s", r.logs.String())
+	}
+	_, _, s := r.notify.get()
+	if !strings.HasSuffix(s, "(dry run)") {
+		t.Errorf("STATUS= %q", s)
+	}
+}
+
+func TestCapPerHour(t *testing.T) {
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.MaxRepairsPerHour = 0 }, nil)
+	r.start()
+	r.until("a cap skip", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSkippedCap) == 1 })
+	if !strings.Contains(r.logs.String(), "reason=cap") || !strings.Contains(r.logs.String(), "message_id="+logging.MsgRepairSkipped) {
+		t.Errorf("a cap skip is visible in the journal:\n%s", r.logs.String())
+	}
+}
+
+func TestStartLimitFallsBackToSpread(t *testing.T) {
+	r := newRig(t, skewedHost(), nil, func(f *systemd.Fake) {
+		f.AddService(irqbalance.Unit)
+		f.SetStartLimit(irqbalance.Unit, 0, time.Hour)
+	})
+	r.clk.Advance(10 * time.Minute)
+	r.start()
+	r.until("fallback spread", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess) == 1 })
+	if !strings.Contains(r.logs.String(), "start rate limit") {
+		t.Errorf("the journal must name the start rate limit:\n%s", r.logs.String())
+	}
+	// irqbalance is now failed with start-limit-hit: later problems go straight to spreading, no restart loop.
+	if n := len(r.units.CallsTo("Restart")); n != 1 {
+		t.Errorf("%d restart attempts", n)
+	}
+}
+
+func TestSpreadWhileIrqbalanceActiveSendsSighup(t *testing.T) {
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.Remediation = config.RemediationSpread },
+		func(f *systemd.Fake) { f.AddService(irqbalance.Unit) })
+	r.start()
+	r.untilAdvancing("a SIGHUP", true, func() bool { return len(r.units.CallsTo("Signal")) == 1 })
+	if !strings.Contains(r.logs.String(), "sending it SIGHUP instead") {
+		t.Errorf("the journal must say why it did not spread:\n%s", r.logs.String())
+	}
+	if c := r.units.CallsTo("Signal")[0]; c.Signal != 1 || c.Unit != irqbalance.Unit {
+		t.Errorf("signal call %+v", c)
+	}
+}
+
+func TestNoneOnlyReports(t *testing.T) {
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.Remediation = config.RemediationNone },
+		func(f *systemd.Fake) { f.AddService(irqbalance.Unit) })
+	r.start()
+	r.until("a problem status", func() bool { _, _, s := r.notify.get(); return strings.HasPrefix(s, "IRQ spread problem") })
+	r.clk.Advance(2 * time.Minute)
+	time.Sleep(20 * time.Millisecond)
+	if n := len(r.units.CallsTo("Restart")) + len(r.units.CallsTo("Signal")); n != 0 {
+		t.Errorf("remediation none made %d calls", n)
+	}
+	if strings.Count(r.logs.String(), "report only") != 1 {
+		t.Errorf("'report only' is said once, not at every check:\n%s", r.logs.String())
+	}
+}
+
+func TestIrqbalanceRestartedByOthersTriggersRecheck(t *testing.T) {
+	host := hostfixture.Host{CPUs: 4, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1}}}
+	r := newRig(t, host, nil, func(f *systemd.Fake) { f.AddService(irqbalance.Unit) })
+	r.start()
+	if err := r.units.Restart(context.Background(), irqbalance.Unit, "replace"); err != nil {
+		t.Fatal(err)
+	}
+	r.until("the re-check announcement", func() bool { return strings.Contains(r.logs.String(), "re-checking after it settles") })
+	checks := func() float64 { return histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds") }
+	before := checks()
+	r.clk.Advance(5 * time.Second) // settleDelay
+	r.until("the re-check", func() bool { return checks() == before+1 })
+}
+
+func TestWatchdogPingsFromTheLoop(t *testing.T) {
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.Remediation = config.RemediationNone }, nil)
+	r.notify.wd = 20 * time.Second
+	r.start()
+	for i := 1; i <= 3; i++ {
+		r.clk.Advance(10 * time.Second)
+		r.until("a watchdog ping", func() bool { _, p, _ := r.notify.get(); return p >= i })
+	}
+}
+
+func TestReloadKeepsOldConfigOnError(t *testing.T) {
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.Remediation = config.RemediationNone }, nil)
+	r.start()
+	os.WriteFile(r.cfgFile, []byte("irq:\n  remediation: sometimes\n"), 0o644)
+	r.reload <- struct{}{}
+	r.until("the reload error", func() bool {
+		return strings.Contains(r.logs.String(), "message_id="+logging.MsgConfigReloadFailed)
+	})
+	os.WriteFile(r.cfgFile, []byte("dryRun: true\nirq:\n  remediation: none\n"), 0o644)
+	r.reload <- struct{}{}
+	r.until("the reload", func() bool { return strings.Contains(r.logs.String(), "configuration reloaded") })
+}
+
+func TestWithoutSystemdNothingIsWritten(t *testing.T) {
+	r := newRig(t, skewedHost(), nil, nil)
+	r.d.d.DialUnits = func(context.Context) (systemd.Units, error) { return nil, os.ErrNotExist }
+	before := r.masks()
+	r.start()
+	r.until("the explanation", func() bool { return strings.Contains(r.logs.String(), "cannot tell whether irqbalance runs") })
+	if got := r.masks(); strings.Join(got, " ") != strings.Join(before, " ") {
+		t.Errorf("masks written without knowing about irqbalance")
+	}
+	if strings.Count(r.logs.String(), "cannot reach systemd") != 1 {
+		t.Errorf("the D-Bus failure is logged once")
+	}
+}
+
+func histogramCount(t *testing.T, m *metrics.Metrics, name string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, x := range mf.GetMetric() {
+				n += float64(x.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return n
+}

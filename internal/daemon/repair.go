@@ -1,0 +1,250 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/clock"
+	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
+	"github.com/nodekeeper/nodekeeper/internal/logging"
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
+	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/systemd"
+)
+
+// repairResult is what a repair goroutine reports back to the main loop.
+type repairResult struct {
+	action  string
+	result  string // metrics.Result*
+	detail  string
+	took    time.Duration
+	trigger pending
+}
+
+// choice is the repair chosen for the current irqbalance state.
+type choice struct {
+	action string // metrics.Action*; "" = none possible
+	why    string // said in the journal when the choice differs from the setting
+	since  time.Time
+}
+
+// chooseRepair applies irq.remediation to what systemd says of irqbalance.
+func (d *Daemon) chooseRepair(ctx context.Context) choice {
+	rem := d.cfg.IRQ.Remediation
+	if rem == config.RemediationNone {
+		return choice{why: "irq.remediation is none: report only"}
+	}
+	if d.units == nil {
+		// Without systemd nobody can tell whether irqbalance runs: spreading
+		// the IRQs ourselves could fight it, so nothing is written.
+		return choice{why: "systemd's D-Bus API is unreachable: cannot tell whether irqbalance runs, not repairing"}
+	}
+	st, err := d.units.Unit(ctx, irqbalance.Unit)
+	if err != nil {
+		return choice{why: "cannot read irqbalance.service over D-Bus: " + err.Error()}
+	}
+	fallback := func(why string) choice {
+		if d.cfg.IRQ.FallbackSpread {
+			return choice{action: metrics.ActionIRQSpread, why: why + ": spreading the IRQs ourselves (irq.fallbackSpread)"}
+		}
+		return choice{why: why + " and irq.fallbackSpread is off: not repairing"}
+	}
+	switch {
+	case !st.Exists():
+		return fallback("irqbalance is not installed")
+	case st.LoadState == "masked":
+		return fallback("irqbalance.service is masked")
+	case st.Result == "start-limit-hit":
+		return fallback("irqbalance.service hit systemd's start rate limit")
+	case !st.Active():
+		return fallback("irqbalance.service is " + st.ActiveState)
+	}
+	switch rem {
+	case config.RemediationRestart:
+		return choice{action: metrics.ActionIrqbalanceRestart, since: st.InactiveExitTimestamp}
+	case config.RemediationSighup:
+		return choice{action: metrics.ActionIrqbalanceSighup}
+	default: // spread while irqbalance is active would fight it
+		return choice{action: metrics.ActionIrqbalanceSighup,
+			why: "irq.remediation is spread but irqbalance is active: sending it SIGHUP instead, so the two do not fight"}
+	}
+}
+
+// proposeRepair passes a repair of rep through the policy gate and, if
+// allowed, runs it in the background.
+func (d *Daemon) proposeRepair(ctx context.Context, rep *irq.Report, p pending) {
+	if d.busy {
+		return // the running repair verifies the spread itself
+	}
+	c := d.chooseRepair(ctx)
+	if c.action == "" {
+		d.skip("", "none", c.why, p)
+		return
+	}
+	if c.why != "" {
+		d.log.Info(c.why, "action", c.action)
+	}
+	dec := d.gate.Begin(d.d.Clock.Now(), c.since, d.dryRun())
+	if !dec.Allowed {
+		detail := dec.Detail
+		if dec.Result == policy.SkippedDryRun {
+			detail = fmt.Sprintf("dry run: would %s to fix: %s", describe(c.action), rep.Message)
+		}
+		if dec.Result != policy.SkippedBusy {
+			d.d.Metrics.IncRemediation(c.action, dec.Result)
+		}
+		d.skip(c.action, dec.Reason, detail, p)
+		return
+	}
+	d.log.Info("repairing the IRQ spread: "+describe(c.action), logging.Msg(logging.MsgRepairStarted),
+		"action", c.action, "trigger", p.reason, "interface", firstProblem(rep))
+	d.busy = true
+	d.addAction(state.Action{Action: c.action, Result: "started", Detail: rep.Message, Trigger: p.reason})
+	d.status()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.done <- d.repair(ctx, c.action, rep, p)
+	}()
+}
+
+// skip reports a refused or impossible repair once per distinct reason.
+func (d *Daemon) skip(action, reason, detail string, p pending) {
+	key := action + "/" + reason
+	if key != d.last.skip {
+		d.log.Info("not repairing the IRQ spread: "+detail, logging.Msg(logging.MsgRepairSkipped),
+			"action", action, "reason", reason, "trigger", p.reason)
+		d.last.skip = key
+		d.addAction(state.Action{Action: action, Result: "skipped_" + reason, Detail: detail, Trigger: p.reason})
+	}
+	if !p.resume.IsZero() {
+		d.pauseVerified(p, metrics.OutcomeFailed, d.d.Clock.Now())
+	}
+}
+
+func describe(action string) string {
+	switch action {
+	case metrics.ActionIrqbalanceRestart:
+		return "restart irqbalance.service"
+	case metrics.ActionIrqbalanceSighup:
+		return "send irqbalance SIGHUP (full rescan)"
+	case metrics.ActionIRQSpread:
+		return "write a round-robin spread of the NIC queue IRQs"
+	}
+	return action
+}
+
+// repair performs the action and verifies the spread; it runs off the main
+// loop with its own checker.
+func (d *Daemon) repair(ctx context.Context, action string, rep *irq.Report, p pending) repairResult {
+	clk := d.d.Clock
+	start := clk.Now()
+	res := repairResult{action: action, trigger: p}
+	err := d.perform(ctx, action, rep)
+	if errors.Is(err, systemd.ErrStartLimit) && d.cfg.IRQ.FallbackSpread {
+		// irqbalance is down now and will not be started again: spreading
+		// ourselves cannot fight it.
+		d.log.Warn("irqbalance.service hit systemd's start rate limit: spreading the IRQs ourselves", "action", action)
+		res.action = metrics.ActionIRQSpread
+		err = d.perform(ctx, metrics.ActionIRQSpread, rep)
+	}
+	if err != nil {
+		res.result, res.detail, res.took = metrics.ResultFailure, err.Error(), clk.Now().Sub(start)
+		return res
+	}
+	verifier := irq.NewChecker(d.d.FS, d.d.Links, irqOptions(d.cfg), clk.Now)
+	deadline := start.Add(d.cfg.IRQ.VerifyTimeout)
+	for {
+		v := verifier.Run(ctx)
+		if v.Status == check.OK {
+			res.result, res.detail, res.took = metrics.ResultSuccess, v.Message, clk.Now().Sub(start)
+			return res
+		}
+		if !clk.Now().Before(deadline) || ctx.Err() != nil {
+			res.result, res.detail, res.took = metrics.ResultVerifyTimeout, v.Message, clk.Now().Sub(start)
+			return res
+		}
+		if err := clock.Sleep(ctx, clk, d.d.VerifyEvery); err != nil {
+			res.result, res.detail, res.took = metrics.ResultVerifyTimeout, "stopped while verifying", clk.Now().Sub(start)
+			return res
+		}
+	}
+}
+
+func (d *Daemon) perform(ctx context.Context, action string, rep *irq.Report) error {
+	switch action {
+	case metrics.ActionIrqbalanceRestart:
+		before, after, err := systemd.RestartVerified(ctx, d.units, irqbalance.Unit, "replace")
+		if err == nil {
+			d.log.Info("irqbalance restarted", "unit", irqbalance.Unit, "old_pid", before.MainPID, "new_pid", after.MainPID)
+		}
+		return err
+	case metrics.ActionIrqbalanceSighup:
+		return d.units.Signal(ctx, irqbalance.Unit, syscall.SIGHUP)
+	case metrics.ActionIRQSpread:
+		applied, err := irq.Apply(ctx, d.d.FS, rep.Plan, rep.Online)
+		for _, m := range applied.Managed {
+			d.log.Info("IRQ affinity is managed by the kernel: left as it is", "irq", m.IRQ, "interface", m.Interface)
+		}
+		if err == nil {
+			d.log.Info("IRQ masks written", "written", len(applied.Written), "unchanged", len(applied.Unchanged),
+				"managed", len(applied.Managed))
+		}
+		return err
+	}
+	return fmt.Errorf("unknown repair %q", action)
+}
+
+// finishRepair records a repair's outcome in the main loop.
+func (d *Daemon) finishRepair(r repairResult) {
+	d.busy = false
+	ok := r.result == metrics.ResultSuccess
+	d.gate.End(ok)
+	d.d.Metrics.IncRemediation(r.action, r.result)
+	attrs := []any{"action", r.action, "result", r.result, "seconds", r.took.Seconds(), "trigger", r.trigger.reason}
+	if ok {
+		d.log.Info(fmt.Sprintf("IRQ spread repaired in %.1fs: %s", r.took.Seconds(), r.detail),
+			append(attrs, logging.Msg(logging.MsgRepairSucceeded))...)
+	} else {
+		d.log.Error(fmt.Sprintf("IRQ spread repair %s: %s", r.result, r.detail),
+			append(attrs, logging.Msg(logging.MsgRepairFailed))...)
+	}
+	d.last.skip = ""
+	d.addAction(state.Action{Action: r.action, Result: r.result, Detail: r.detail, Trigger: r.trigger.reason, Seconds: r.took.Seconds()})
+	if !r.trigger.resume.IsZero() {
+		outcome := metrics.OutcomeRepaired
+		if !ok {
+			outcome = metrics.OutcomeFailed
+		}
+		d.pauseVerified(r.trigger, outcome, d.d.Clock.Now())
+	}
+	d.status()
+}
+
+func (d *Daemon) addAction(a state.Action) {
+	a.Time = d.d.Clock.Now()
+	d.mu.Lock()
+	d.st.AddAction(a)
+	d.mu.Unlock()
+	d.writeState()
+}
+
+// pauseVerified observes resume → verified for a pause with a known resume time.
+func (d *Daemon) pauseVerified(p pending, outcome string, at time.Time) {
+	secs := at.Sub(p.resume)
+	d.d.Metrics.ObservePauseToVerified(outcome, secs)
+	d.mu.Lock()
+	if p.pauseID >= 0 && p.pauseID < len(d.st.Pauses) {
+		d.st.Pauses[p.pauseID].Outcome = outcome
+	}
+	d.mu.Unlock()
+	d.log.Info(fmt.Sprintf("after the VM pause: spread %s, %.1fs after the resume", outcome, secs.Seconds()),
+		"outcome", outcome, "seconds", secs.Seconds())
+}
