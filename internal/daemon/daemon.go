@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nodekeeper/nodekeeper/internal/buildinfo"
@@ -58,6 +59,9 @@ type Deps struct {
 	StatePath string
 	// VerifyEvery is the pause between verification checks (default 1s).
 	VerifyEvery time.Duration
+	// HandlesSignal tells whether a process has a handler for a signal
+	// (default: FS.CatchesSignal, from /proc/<pid>/status).
+	HandlesSignal func(pid int, sig syscall.Signal) (bool, error)
 }
 
 // Daemon is one running `nodekeeper run`.
@@ -77,6 +81,7 @@ type Daemon struct {
 	last struct {
 		status check.Status
 		skip   string
+		why    string
 	}
 	pend  *pending
 	ready bool
@@ -94,6 +99,9 @@ type pending struct {
 func New(deps Deps) *Daemon {
 	if deps.Clock == nil {
 		deps.Clock = clock.Real{}
+	}
+	if deps.HandlesSignal == nil {
+		deps.HandlesSignal = deps.FS.CatchesSignal
 	}
 	if deps.VerifyEvery <= 0 {
 		deps.VerifyEvery = time.Second

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,8 +61,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type rig struct {
 	t       *testing.T
@@ -76,6 +81,7 @@ type rig struct {
 	stopped chan struct{}
 	reload  chan struct{}
 	cfgFile string
+	handles bool // the fake irqbalance handles SIGHUP
 }
 
 // skewedHost is 4 CPUs with a 4-queue mlx5 NIC whose IRQs all sit on CPU 3.
@@ -87,7 +93,7 @@ func skewedHost() hostfixture.Host {
 func newRig(t *testing.T, host hostfixture.Host, mutate func(*config.Config), setup func(*systemd.Fake)) *rig {
 	t.Helper()
 	r := &rig{t: t, paths: host.MustBuild(t), clk: clock.NewFake(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)),
-		notify: &fakeNotifier{}, metrics: metrics.New(), logs: &syncBuffer{}, reload: make(chan struct{}, 1)}
+		notify: &fakeNotifier{}, metrics: metrics.New(), logs: &syncBuffer{}, reload: make(chan struct{}, 1), handles: true}
 	r.units = systemd.NewFake(r.clk)
 	if setup != nil {
 		setup(r.units)
@@ -106,8 +112,9 @@ func newRig(t *testing.T, host hostfixture.Host, mutate func(*config.Config), se
 	r.d = New(Deps{
 		FS: h, Config: cfg, ConfigFile: r.cfgFile, Log: logging.New(r.logs, "text", -4), Metrics: r.metrics,
 		Notifier: r.notify, Clock: r.clk, Links: irq.SysfsLinks{FS: h},
-		DialUnits: func(context.Context) (systemd.Units, error) { return r.units, nil },
-		StatePath: filepath.Join(r.paths.Root, state.RelPath),
+		DialUnits:     func(context.Context) (systemd.Units, error) { return r.units, nil },
+		StatePath:     filepath.Join(r.paths.Root, state.RelPath),
+		HandlesSignal: func(int, syscall.Signal) (bool, error) { return r.handles, nil },
 	})
 	return r
 }
@@ -278,6 +285,23 @@ func TestSpreadWhileIrqbalanceActiveSendsSighup(t *testing.T) {
 	}
 	if c := r.units.CallsTo("Signal")[0]; c.Signal != 1 || c.Unit != irqbalance.Unit {
 		t.Errorf("signal call %+v", c)
+	}
+}
+
+// A SIGHUP before irqbalance installed its handler would kill it: none is sent.
+func TestNoSighupBeforeTheHandlerExists(t *testing.T) {
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.Remediation = config.RemediationSighup },
+		func(f *systemd.Fake) { f.AddService(irqbalance.Unit) })
+	r.handles = false
+	r.start()
+	r.untilAdvancing("a failed repair", true, func() bool {
+		return r.remediations(metrics.ActionIrqbalanceSighup, metrics.ResultFailure) == 1
+	})
+	if n := len(r.units.CallsTo("Signal")); n != 0 {
+		t.Fatalf("%d signals sent to a process without a SIGHUP handler", n)
+	}
+	if !strings.Contains(r.logs.String(), "does not handle SIGHUP") {
+		t.Errorf("the journal must say why:\n%s", r.logs.String())
 	}
 }
 

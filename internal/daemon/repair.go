@@ -88,9 +88,10 @@ func (d *Daemon) proposeRepair(ctx context.Context, rep *irq.Report, p pending) 
 		d.skip("", "none", c.why, p)
 		return
 	}
-	if c.why != "" {
+	if c.why != "" && c.why != d.last.why {
 		d.log.Info(c.why, "action", c.action)
 	}
+	d.last.why = c.why
 	dec := d.gate.Begin(d.d.Clock.Now(), c.since, d.dryRun())
 	if !dec.Allowed {
 		detail := dec.Detail
@@ -187,6 +188,9 @@ func (d *Daemon) perform(ctx context.Context, action string, rep *irq.Report) er
 		}
 		return err
 	case metrics.ActionIrqbalanceSighup:
+		if err := d.waitHandlesSIGHUP(ctx); err != nil {
+			return err
+		}
 		return d.units.Signal(ctx, irqbalance.Unit, syscall.SIGHUP)
 	case metrics.ActionIRQSpread:
 		applied, err := irq.Apply(ctx, d.d.FS, rep.Plan, rep.Online)
@@ -200,6 +204,30 @@ func (d *Daemon) perform(ctx context.Context, action string, rep *irq.Report) er
 		return err
 	}
 	return fmt.Errorf("unknown repair %q", action)
+}
+
+// waitHandlesSIGHUP waits (up to 5 s) until irqbalance's main process has
+// installed its SIGHUP handler: systemd reports a start as done as soon as it
+// forked, and a SIGHUP before the handler exists kills irqbalance — which
+// systemd then records as a clean exit and does not restart.
+func (d *Daemon) waitHandlesSIGHUP(ctx context.Context) error {
+	deadline := d.d.Clock.Now().Add(5 * time.Second)
+	for {
+		st, err := d.units.Unit(ctx, irqbalance.Unit)
+		if err != nil {
+			return err
+		}
+		ok, err := d.d.HandlesSignal(int(st.MainPID), syscall.SIGHUP)
+		if ok {
+			return nil
+		}
+		if !d.d.Clock.Now().Before(deadline) {
+			return fmt.Errorf("irqbalance (pid %d) does not handle SIGHUP: not sending it (%v)", st.MainPID, err)
+		}
+		if err := clock.Sleep(ctx, d.d.Clock, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // finishRepair records a repair's outcome in the main loop.
