@@ -75,7 +75,13 @@ func runDaemon(ctx context.Context, args []string, env Env) int {
 		}
 	}()
 	clk := clock.Real{}
+	fw, err := daemon.StartFreezeWatch(ctx, cfg, h, m, log, clk)
+	if err != nil {
+		log.Error("cannot start VM pause detection", "err", err)
+		return 1
+	}
 	d := daemon.New(daemon.Deps{
+		Resumes: fw.Resumes, FreezeActive: fw.Active, FreezeChanged: fw.Changed,
 		FS: h, Config: cfg, ConfigFile: g.configFile, DryRun: *dryRun, Log: log, Metrics: m,
 		Notifier: systemd.NewNotifier(), Clock: clk, Links: irq.Links(h), LinkEvents: links,
 		DialUnits: func(ctx context.Context) (systemd.Units, error) {

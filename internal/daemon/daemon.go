@@ -19,7 +19,9 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/freeze"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/imds"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
@@ -55,6 +57,11 @@ type Deps struct {
 	// LinkEvents delivers the names of interfaces that appeared, changed or
 	// went; nil when the host's netlink is not watched (fixture roots).
 	LinkEvents <-chan string
+	// Resumes delivers one Resume per VM pause (nil: none are watched);
+	// FreezeActive and FreezeChanged show this VM's scheduled Freeze events.
+	Resumes       <-chan freeze.Resume
+	FreezeActive  func() []imds.Event
+	FreezeChanged <-chan struct{}
 	// StatePath is the state file; "" disables it.
 	StatePath string
 	// VerifyEvery is the pause between verification checks (default 1s).
@@ -89,10 +96,10 @@ type Daemon struct {
 }
 
 type pending struct {
-	at      time.Time
-	reason  string
-	resume  time.Time // a VM pause's resume time, for pause_to_verified
-	pauseID int       // index in state.Pauses (-1 none)
+	at     time.Time
+	reason string
+	resume time.Time // the earliest resume of the VM pauses this check follows, for pause_to_verified
+	pauses []int     // their indexes in state.Pauses
 }
 
 // New builds a daemon from deps; Run starts it.
@@ -158,7 +165,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.readIrqbalanceVersion()
 	changes := d.connectUnits(ctx)
 
-	d.runCheck(ctx, pending{reason: "start", pauseID: -1})
+	d.runCheck(ctx, pending{reason: "start"})
 	d.ready = true
 	_ = d.d.Notifier.Ready()
 	d.log.Info("nodekeeper started", "version", buildinfo.String(), "dry_run", d.dryRun())
@@ -188,7 +195,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-ctx.Done():
 			return d.shutdown(srv)
 		case <-ticker.C():
-			d.runCheck(ctx, pending{reason: "timer", pauseID: -1})
+			d.runCheck(ctx, pending{reason: "timer"})
 		case <-settle.C():
 			if p := d.pend; p != nil && !clk.Now().Before(p.at) {
 				d.pend = nil
@@ -206,7 +213,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 				continue
 			}
 			d.log.Info("NIC changed: checking after the settle delay", "interface", name, "settle", d.cfg.IRQ.SettleDelay)
-			d.schedule(pending{reason: "link " + name, pauseID: -1})
+			d.schedule(pending{reason: "link " + name})
+		case r := <-d.d.Resumes:
+			d.paused(r)
+		case <-d.d.FreezeChanged:
+			d.freezeChanged()
 		case <-reload:
 			d.reload(ticker)
 		case r := <-d.done:
@@ -229,11 +240,12 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 func (d *Daemon) schedule(p pending) {
 	p.at = d.d.Clock.Now().Add(d.cfg.IRQ.SettleDelay)
 	if d.pend != nil {
-		// One check serves every trigger within the window; a pause's resume
-		// time is kept so it is still timed.
-		if p.resume.IsZero() {
-			p.resume, p.pauseID = d.pend.resume, d.pend.pauseID
+		// One check serves every trigger within the window; the earliest
+		// resume time is kept so the pause is still timed.
+		if !d.pend.resume.IsZero() {
+			p.resume = d.pend.resume
 		}
+		p.pauses = append(d.pend.pauses, p.pauses...)
 		p.reason = d.pend.reason + ", " + p.reason
 	}
 	d.pend = &p
@@ -302,7 +314,7 @@ func (d *Daemon) unitChanged(c systemd.Change) {
 	if c.MainPID != 0 && c.MainPID != prev && !ours {
 		d.log.Info("irqbalance started with a new main process: re-checking after it settles",
 			"unit", c.Unit, "main_pid", c.MainPID)
-		d.schedule(pending{reason: "irqbalance restarted", pauseID: -1})
+		d.schedule(pending{reason: "irqbalance restarted"})
 	}
 }
 
@@ -356,7 +368,7 @@ func (d *Daemon) runCheck(ctx context.Context, p pending) {
 	}
 	d.last.status = rep.Status
 	switch {
-	case rep.Status == check.OK && !p.resume.IsZero():
+	case rep.Status == check.OK && len(p.pauses) > 0:
 		d.pauseVerified(p, metrics.OutcomeAlreadyOK, d.d.Clock.Now())
 	case rep.Status == check.Problem:
 		d.proposeRepair(ctx, rep, p)
@@ -420,6 +432,11 @@ func (d *Daemon) status() {
 	if d.busy {
 		s = "repairing IRQ spread: " + c.Message
 	}
+	d.mu.Lock()
+	for _, e := range d.st.Freeze {
+		s = fmt.Sprintf("Freeze %s %s for this VM; ", e.EventID, e.Status) + s
+	}
+	d.mu.Unlock()
 	if d.dryRun() {
 		s += " (dry run)"
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
+	"github.com/nodekeeper/nodekeeper/internal/freeze"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
@@ -386,4 +387,75 @@ func histogramCount(t *testing.T, m *metrics.Metrics, name string) float64 {
 		}
 	}
 	return n
+}
+
+func histogramCountLabel(t *testing.T, m *metrics.Metrics, name, label, value string) float64 {
+	t.Helper()
+	mfs, _ := m.Registry().Gather()
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, x := range mf.GetMetric() {
+			for _, l := range x.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					n += float64(x.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+	}
+	return n
+}
+
+func TestPausePipelineRepairsAndTimes(t *testing.T) {
+	resumes := make(chan freeze.Resume, 4)
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.MaxRepairsPerHour = 6 }, nil)
+	r.d.d.Resumes = resumes
+	// The start check repairs the skew; skew again before the pause.
+	r.start()
+	r.until("the start repair", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess) == 1 })
+	r.clk.Advance(3 * time.Minute) // past the cool-down
+	time.Sleep(20 * time.Millisecond)
+	for _, m := range r.masks() { // the pause collapses the IRQs onto CPU 3
+		irqN, _, _ := strings.Cut(m, "=")
+		os.WriteFile(filepath.Join(r.paths.Proc, "irq", irqN, "smp_affinity"), []byte("8"), 0o644)
+	}
+	resumeAt := r.clk.Now()
+	resumes <- freeze.Resume{At: resumeAt, Length: 5 * time.Second, Source: freeze.SourceClock, EventID: "E1"}
+	resumes <- freeze.Resume{At: resumeAt.Add(time.Second), Length: 2 * time.Second, Source: freeze.SourceClock} // same window
+	r.until("the pause log", func() bool { return strings.Count(r.logs.String(), "message_id="+logging.MsgVMPause) == 2 })
+	checks := histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds")
+	r.clk.Advance(5 * time.Second) // settleDelay
+	r.until("the post-resume repair", func() bool {
+		return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeRepaired) == 1
+	})
+	if got := histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds"); got != checks+1 {
+		t.Errorf("two resumes in one settle window ran %v checks, want one", got-checks)
+	}
+	st, _ := state.Read(filepath.Join(r.paths.Root, state.RelPath))
+	if len(st.Pauses) != 2 || st.Pauses[0].EventID != "E1" || st.Pauses[0].Outcome != metrics.OutcomeRepaired || st.Pauses[1].Outcome != metrics.OutcomeRepaired {
+		t.Errorf("state pauses: %+v", st.Pauses)
+	}
+}
+
+func TestPauseAlreadyOKAndIMDSFallbackNotTimed(t *testing.T) {
+	resumes := make(chan freeze.Resume, 4)
+	host := hostfixture.Host{CPUs: 4, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1}}}
+	r := newRig(t, host, nil, nil)
+	r.d.d.Resumes = resumes
+	r.start()
+	resumes <- freeze.Resume{At: r.clk.Now(), Length: 3 * time.Second, Source: freeze.SourceClock}
+	r.until("the pause", func() bool { return strings.Contains(r.logs.String(), "VM pause of 3.0s") })
+	r.clk.Advance(5 * time.Second)
+	r.until("already ok", func() bool {
+		return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeAlreadyOK) == 1
+	})
+	resumes <- freeze.Resume{Source: freeze.SourceIMDS, EventID: "E2"} // the event left the list unseen by the clock
+	r.until("the imds pause", func() bool { return strings.Contains(r.logs.String(), "event_id=E2") })
+	r.clk.Advance(5 * time.Second)
+	time.Sleep(20 * time.Millisecond)
+	if n := histogramCount(t, r.metrics, "nodekeeper_pause_to_verified_seconds"); n != 1 {
+		t.Errorf("an imds-fallback pause has no resume time and is not timed: %v observations", n)
+	}
 }

@@ -125,7 +125,7 @@ func (d *Daemon) skip(action, reason, detail string, p pending) {
 		d.last.skip = key
 		d.addAction(state.Action{Action: action, Result: "skipped_" + reason, Detail: detail, Trigger: p.reason})
 	}
-	if !p.resume.IsZero() {
+	if len(p.pauses) > 0 {
 		d.pauseVerified(p, metrics.OutcomeFailed, d.d.Clock.Now())
 	}
 }
@@ -246,7 +246,7 @@ func (d *Daemon) finishRepair(r repairResult) {
 	}
 	d.last.skip = ""
 	d.addAction(state.Action{Action: r.action, Result: r.result, Detail: r.detail, Trigger: r.trigger.reason, Seconds: r.took.Seconds()})
-	if !r.trigger.resume.IsZero() {
+	if len(r.trigger.pauses) > 0 {
 		outcome := metrics.OutcomeRepaired
 		if !ok {
 			outcome = metrics.OutcomeFailed
@@ -264,15 +264,26 @@ func (d *Daemon) addAction(a state.Action) {
 	d.writeState()
 }
 
-// pauseVerified observes resume → verified for a pause with a known resume time.
+// pauseVerified records the outcome of the check after VM pauses and, for
+// pauses with a known resume time (the clock saw them), observes resume →
+// verified.
 func (d *Daemon) pauseVerified(p pending, outcome string, at time.Time) {
 	secs := at.Sub(p.resume)
-	d.d.Metrics.ObservePauseToVerified(outcome, secs)
+	if !p.resume.IsZero() {
+		d.d.Metrics.ObservePauseToVerified(outcome, secs)
+	}
 	d.mu.Lock()
-	if p.pauseID >= 0 && p.pauseID < len(d.st.Pauses) {
-		d.st.Pauses[p.pauseID].Outcome = outcome
+	for _, id := range p.pauses {
+		if id < len(d.st.Pauses) {
+			d.st.Pauses[id].Outcome = outcome
+		}
 	}
 	d.mu.Unlock()
+	d.writeState()
+	if p.resume.IsZero() {
+		d.log.Info("after the VM pause: spread "+outcome, "outcome", outcome)
+		return
+	}
 	d.log.Info(fmt.Sprintf("after the VM pause: spread %s, %.1fs after the resume", outcome, secs.Seconds()),
 		"outcome", outcome, "seconds", secs.Seconds())
 }
