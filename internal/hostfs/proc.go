@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"syscall"
+
+	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 )
 
 // CatchesSignal reports whether process pid has a handler installed for sig
@@ -38,4 +40,22 @@ func ParseSigCgt(status []byte, sig syscall.Signal) (bool, error) {
 		return mask&(1<<(uint(sig)-1)) != 0, nil
 	}
 	return false, fmt.Errorf("no SigCgt line")
+}
+
+// ProcessCPUs is the Cpus_allowed_list of /proc/<pid>/status: where the
+// kernel lets the process run now.
+func (f *FS) ProcessCPUs(pid int) (cpuset.Set, error) {
+	if pid <= 0 {
+		return cpuset.Set{}, fmt.Errorf("no process %d", pid)
+	}
+	b, err := ReadFile(f.Proc(strconv.Itoa(pid), "status"), make([]byte, 0, 2048))
+	if err != nil {
+		return cpuset.Set{}, err
+	}
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("Cpus_allowed_list:")); ok {
+			return cpuset.ParseListBytes(v)
+		}
+	}
+	return cpuset.Set{}, fmt.Errorf("pid %d: no Cpus_allowed_list", pid)
 }
