@@ -24,6 +24,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/imds"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
+	"github.com/nodekeeper/nodekeeper/internal/kubelet"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
@@ -93,6 +94,8 @@ type Daemon struct {
 	pend  *pending
 	ready bool
 	busy  bool // a repair goroutine is running (main loop only)
+	kube  kubeletState
+	rep   *irq.Report // the latest IRQ report (main loop only)
 }
 
 type pending struct {
@@ -116,13 +119,15 @@ func New(deps Deps) *Daemon {
 	d := &Daemon{d: deps, cfg: deps.Config, log: deps.Log, done: make(chan repairResult, 4)}
 	d.checker = d.newChecker()
 	d.gate = policy.NewGate(d.limits())
+	d.kube.gate = policy.NewGate(policy.Limits{MaxPerHour: 12, BackoffBase: time.Minute, BackoffMax: 30 * time.Minute})
+	d.kube.mode = kubelet.DetectMode(deps.FS)
 	now := deps.Clock.Now()
 	d.st = &state.State{Version: buildinfo.String(), PID: os.Getpid(), Started: now, DryRun: d.dryRun(),
 		Checks: map[string]state.Check{}}
 	if deps.StatePath != "" {
 		if old, err := state.Read(deps.StatePath); err == nil && old != nil {
 			d.checker.SeedVFSeen(old.VFSeen) // VF history survives a daemon restart
-			d.st.Actions, d.st.Pauses = old.Actions, old.Pauses
+			d.st.Actions, d.st.Pauses, d.st.Kubelet = old.Actions, old.Pauses, old.Kubelet
 		}
 	}
 	return d
@@ -206,7 +211,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 				changes = nil
 				continue
 			}
-			d.unitChanged(c)
+			d.unitChanged(ctx, c)
 		case name, ok := <-d.d.LinkEvents:
 			if !ok {
 				d.d.LinkEvents = nil
@@ -285,7 +290,7 @@ func (d *Daemon) connectUnits(ctx context.Context) <-chan systemd.Change {
 		d.log.Info("systemd D-Bus connection established")
 	}
 	d.units, d.unitsErr = u, nil
-	ch, err := u.Watch(ctx, irqbalance.Unit)
+	ch, err := u.Watch(ctx, irqbalance.Unit, d.cfg.Kubelet.Unit)
 	if err != nil {
 		d.log.Warn("cannot watch irqbalance.service; restarts by others are noticed by the periodic check only", "err", err)
 		return nil
@@ -298,8 +303,16 @@ func (d *Daemon) connectUnits(ctx context.Context) <-chan systemd.Change {
 	return ch
 }
 
-// unitChanged re-checks after irqbalance was (re)started by anyone.
-func (d *Daemon) unitChanged(c systemd.Change) {
+// unitChanged re-checks after irqbalance was (re)started by anyone, and
+// follows kubelet to its new process.
+func (d *Daemon) unitChanged(ctx context.Context, c systemd.Change) {
+	if c.Unit == d.cfg.Kubelet.Unit {
+		if c.MainPID != 0 && c.MainPID != d.kube.pid {
+			d.kube.pid = c.MainPID
+			d.kubeletRestarted(ctx)
+		}
+		return
+	}
 	if c.Unit != irqbalance.Unit {
 		return
 	}
@@ -367,6 +380,10 @@ func (d *Daemon) runCheck(ctx context.Context, p pending) {
 		d.log.Info("IRQ check: "+rep.Message, "check", irq.Name, "status", string(rep.Status), "trigger", p.reason)
 	}
 	d.last.status = rep.Status
+	if rep.Status != check.Unknown {
+		d.rep = rep
+		d.reconcileKubelet(ctx, rep, p.reason)
+	}
 	switch {
 	case rep.Status == check.OK && len(p.pauses) > 0:
 		d.pauseVerified(p, metrics.OutcomeAlreadyOK, d.d.Clock.Now())

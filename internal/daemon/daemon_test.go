@@ -201,10 +201,10 @@ func TestFallbackSpreadWhenIrqbalanceMissing(t *testing.T) {
 	if !strings.Contains(r.logs.String(), "irqbalance is not installed: spreading the IRQs ourselves") {
 		t.Errorf("the journal must say why it spreads itself:\n%s", r.logs.String())
 	}
-	st, _ := state.Read(filepath.Join(r.paths.Root, state.RelPath))
-	if st == nil || len(st.Actions) < 2 || st.Actions[len(st.Actions)-1].Result != metrics.ResultSuccess {
-		t.Fatalf("state file actions: %+v", st)
-	}
+	r.until("the outcome in the state file", func() bool {
+		st, _ := state.Read(filepath.Join(r.paths.Root, state.RelPath))
+		return st != nil && len(st.Actions) >= 2 && st.Actions[len(st.Actions)-1].Result == metrics.ResultSuccess
+	})
 	r.clk.Advance(time.Minute) // the next periodic check finds it healthy
 	r.until("status ok", func() bool { _, _, s := r.notify.get(); return strings.HasPrefix(s, "IRQ spread ok: ") })
 }
@@ -433,10 +433,11 @@ func TestPausePipelineRepairsAndTimes(t *testing.T) {
 	if got := histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds"); got != checks+1 {
 		t.Errorf("two resumes in one settle window ran %v checks, want one", got-checks)
 	}
-	st, _ := state.Read(filepath.Join(r.paths.Root, state.RelPath))
-	if len(st.Pauses) != 2 || st.Pauses[0].EventID != "E1" || st.Pauses[0].Outcome != metrics.OutcomeRepaired || st.Pauses[1].Outcome != metrics.OutcomeRepaired {
-		t.Errorf("state pauses: %+v", st.Pauses)
-	}
+	r.until("both pauses' outcome in the state file", func() bool {
+		st, _ := state.Read(filepath.Join(r.paths.Root, state.RelPath))
+		return st != nil && len(st.Pauses) == 2 && st.Pauses[0].EventID == "E1" &&
+			st.Pauses[0].Outcome == metrics.OutcomeRepaired && st.Pauses[1].Outcome == metrics.OutcomeRepaired
+	})
 }
 
 func TestPauseAlreadyOKAndIMDSFallbackNotTimed(t *testing.T) {
@@ -457,5 +458,80 @@ func TestPauseAlreadyOKAndIMDSFallbackNotTimed(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if n := histogramCount(t, r.metrics, "nodekeeper_pause_to_verified_seconds"); n != 1 {
 		t.Errorf("an imds-fallback pause has no resume time and is not timed: %v observations", n)
+	}
+}
+
+// kubeletHost is 8 CPUs, cgroup v2 with cpuset, NIC queue IRQs on CPUs 4-5.
+func kubeletHost() hostfixture.Host {
+	return hostfixture.Host{CPUs: 8, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1,
+		Affinity: func(i int) (cpuset.Set, cpuset.Set) { c := cpuset.New(4 + i%2); return c, c }}}}
+}
+
+func v2(r *rig) {
+	os.MkdirAll(r.paths.Cgroup, 0o755)
+	os.WriteFile(filepath.Join(r.paths.Cgroup, "cgroup.controllers"), []byte("cpuset cpu io memory pids\n"), 0o644)
+}
+
+func TestKubeletPinnedBeforeReady(t *testing.T) {
+	r := newRig(t, kubeletHost(), func(c *config.Config) { c.IRQ.MinSpreadRatio = 0.2 }, func(f *systemd.Fake) {
+		f.SetEnforced(true)
+		f.AddService("kubelet.service")
+	})
+	v2(r)
+	r.d = New(r.d.d) // re-detect the cgroup mode with the v2 marker in place
+	r.start()
+	calls := r.units.CallsTo("SetAllowedCPUs")
+	if len(calls) != 1 || calls[0].CPUs.String() != "0-3,6-7" || !calls[0].Runtime {
+		t.Fatalf("at READY=1 the pin must be stored: %+v", calls)
+	}
+	if !strings.Contains(r.logs.String(), "message_id="+logging.MsgKubeletPinned) {
+		t.Errorf("the pin is journaled:\n%s", r.logs.String())
+	}
+	// Later checks keep it (hysteresis): no new call while nothing changed.
+	r.clk.Advance(3 * time.Minute)
+	time.Sleep(20 * time.Millisecond)
+	if n := len(r.units.CallsTo("SetAllowedCPUs")); n != 1 {
+		t.Errorf("%d SetAllowedCPUs calls while nothing changed", n)
+	}
+	// The IRQs move onto CPUs 0-1: the pin now overlaps net_rx CPUs and a disjoint choice exists: re-pin.
+	for i, m := range r.masks() {
+		irqN, _, _ := strings.Cut(m, "=")
+		os.WriteFile(filepath.Join(r.paths.Proc, "irq", irqN, "smp_affinity"), []byte(strconv.Itoa(1+i%2)), 0o644)
+	}
+	r.clk.Advance(time.Minute)
+	r.until("a re-pin off the new net_rx CPUs", func() bool {
+		c := r.units.CallsTo("SetAllowedCPUs")
+		return len(c) == 2 && c[1].CPUs.String() == "2-7"
+	})
+}
+
+func TestKubeletPinningOffUndoesOurPin(t *testing.T) {
+	r := newRig(t, kubeletHost(), func(c *config.Config) { c.IRQ.MinSpreadRatio = 0.2 }, func(f *systemd.Fake) {
+		f.SetEnforced(true)
+		f.AddService("kubelet.service")
+	})
+	v2(r)
+	r.d = New(r.d.d)
+	r.start()
+	r.stop()
+	// Restart with pinning off: the state file says the pin is ours, so it is removed.
+	r.d.d.Config.Kubelet.Pinning = config.PinningOff
+	r.d = New(r.d.d)
+	r.start()
+	r.until("the unpin", func() bool { return strings.Contains(r.logs.String(), "message_id="+logging.MsgKubeletUnpinned) })
+	if st := r.units.State("kubelet.service"); !st.AllowedCPUs.IsEmpty() {
+		t.Errorf("AllowedCPUs still %s", st.AllowedCPUs)
+	}
+}
+
+func TestKubeletTooFewCPUs(t *testing.T) {
+	host := hostfixture.Host{CPUs: 2, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "virtio_net", Queues: 1, NUMANode: -1}}}
+	r := newRig(t, host, nil, func(f *systemd.Fake) { f.AddService("kubelet.service") })
+	r.start()
+	if n := len(r.units.CallsTo("SetAllowedCPUs")); n != 0 {
+		t.Errorf("pinned on a 2-CPU node")
+	}
+	if !strings.Contains(r.logs.String(), "pinning kubelet would not help") {
+		t.Errorf("the journal must say why:\n%s", r.logs.String())
 	}
 }

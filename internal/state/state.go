@@ -32,6 +32,7 @@ type State struct {
 	VFSeen     map[string]time.Time       `json:"vf_seen,omitempty"`
 	Pauses     []Pause                    `json:"pauses,omitempty"`
 	Freeze     []FreezeEvent              `json:"freeze_events,omitempty"`
+	Kubelet    Kubelet                    `json:"kubelet"`
 	Extra      map[string]json.RawMessage `json:"extra,omitempty"`
 }
 
@@ -67,6 +68,18 @@ type Irqbalance struct {
 	Why         string `json:"why,omitempty"`
 	ActiveState string `json:"active_state,omitempty"`
 	MainPID     uint32 `json:"main_pid,omitempty"`
+}
+
+// Kubelet is the pin nodekeeper applied to kubelet.service.
+type Kubelet struct {
+	Pinned   bool      `json:"pinned"`
+	Unit     string    `json:"unit,omitempty"`
+	CPUs     string    `json:"cpus,omitempty"`
+	NetRx    string    `json:"netrx_cpus,omitempty"`
+	Mode     string    `json:"mode,omitempty"`
+	Time     time.Time `json:"time,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Disjoint bool      `json:"disjoint,omitempty"`
 }
 
 // Pause is one VM pause the daemon recorded.
