@@ -11,6 +11,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/kubelet"
 )
 
 // checkFunc runs one check read-only and returns its report (a struct that
@@ -34,6 +35,7 @@ var checks = []struct {
 	run  checkFunc
 }{
 	{irq.Name, checkIRQ},
+	{kubelet.Name, checkKubelet},
 }
 
 func checkIRQ(ctx context.Context, h *hostfs.FS, cfg config.Config, _ time.Duration) reporter {

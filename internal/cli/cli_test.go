@@ -12,6 +12,7 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/systemd"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/hostfixture"
 )
 
@@ -141,5 +142,37 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if code, out, _ := run(t, "version"); code != 0 || !strings.HasPrefix(out, "nodekeeper ") {
 		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+func withFakeSystemd(t *testing.T, f *systemd.Fake) {
+	old := dialSystemd
+	dialSystemd = func(context.Context) (systemd.Units, error) { return f, nil }
+	t.Cleanup(func() { dialSystemd = old })
+}
+
+func TestCheckKubelet(t *testing.T) {
+	host := hostfixture.Host{CPUs: 8, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1,
+		Affinity: func(i int) (cpuset.Set, cpuset.Set) { c := cpuset.New(4 + i%2); return c, c }}}}
+	p := host.MustBuild(t)
+	f := systemd.NewFake(nil)
+	f.AddService("kubelet.service")
+	withFakeSystemd(t, f)
+	// Unpinned and not running on this fixture: it would start on every CPU, net_rx ones included.
+	code, out, _ := run(t, append([]string{"check", "kubelet", "--window", "10ms"}, rootArgs(p)...)...)
+	if code != 1 || !strings.HasPrefix(out, "kubelet may run on net_rx CPUs 4-5") {
+		t.Errorf("unpinned kubelet: exit %d %q", code, out)
+	}
+	f.SetAllowedCPUs(context.Background(), "kubelet.service", cpuset.New(0, 1, 2, 3), true)
+	if code, out, _ := run(t, append([]string{"check", "kubelet", "--window", "10ms"}, rootArgs(p)...)...); code != 0 {
+		t.Errorf("pinned off net_rx: exit %d %q", code, out)
+	}
+	code, out, _ = run(t, append([]string{"undo"}, rootArgs(p)...)...)
+	if code != 0 || !strings.Contains(out, "removed kubelet's pin") || !f.State("kubelet.service").AllowedCPUs.IsEmpty() {
+		t.Errorf("undo: exit %d %q, AllowedCPUs %s", code, out, f.State("kubelet.service").AllowedCPUs)
+	}
+	dialSystemd = func(context.Context) (systemd.Units, error) { return nil, os.ErrNotExist }
+	if code, out, _ := run(t, append([]string{"check", "kubelet"}, rootArgs(p)...)...); code != 2 || !strings.HasPrefix(out, "cannot ask systemd") {
+		t.Errorf("no systemd: exit %d %q", code, out)
 	}
 }

@@ -38,6 +38,8 @@ type Host struct {
 	IrqbalanceEnv string
 	// Counts, when set, gives /proc/interrupts' per-CPU count for an IRQ.
 	Counts func(irq, cpu int) uint64
+	// NetRx, when set, gives /proc/softirqs' NET_RX count of a CPU.
+	NetRx func(cpu int) uint64
 }
 
 // NIC is one network interface. For Azure accelerated networking, the
@@ -174,7 +176,30 @@ func (b *builder) build() error {
 		}
 	}
 	b.interrupts()
+	b.softirqs()
 	return b.err
+}
+
+// softirqs writes /proc/softirqs with a column per possible CPU.
+func (b *builder) softirqs() {
+	var sb strings.Builder
+	sb.WriteString("          ")
+	for c := 0; c < b.h.CPUs; c++ {
+		fmt.Fprintf(&sb, " %10s", "CPU"+strconv.Itoa(c))
+	}
+	sb.WriteString("\n")
+	for _, row := range []string{"HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU"} {
+		fmt.Fprintf(&sb, "%10s:", row)
+		for c := 0; c < b.h.CPUs; c++ {
+			var v uint64
+			if row == "NET_RX" && b.h.NetRx != nil {
+				v = b.h.NetRx(c)
+			}
+			fmt.Fprintf(&sb, " %10d", v)
+		}
+		sb.WriteString("\n")
+	}
+	b.write("proc/softirqs", sb.String())
 }
 
 func (b *builder) bdf() string {

@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/clock"
+	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/kubelet"
+	"github.com/nodekeeper/nodekeeper/internal/logging"
+	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/systemd"
+)
+
+func init() { extraCommands["undo"] = runUndo }
+
+type kubeletReport struct{ kubelet.Report }
+
+func (r kubeletReport) verdict() check.Verdict       { return r.Verdict }
+func (r kubeletReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.Report) }
+
+// freshReport returns the daemon's last report of a check when it is fresh.
+func freshReport(h *hostfs.FS, name string) (json.RawMessage, check.Verdict, bool) {
+	st, err := state.Read(h.Root(state.RelPath))
+	if err != nil || st == nil {
+		return nil, check.Verdict{}, false
+	}
+	c, ok := st.Checks[name]
+	if !ok || !c.Fresh(time.Now()) || len(c.Report) == 0 {
+		return nil, check.Verdict{}, false
+	}
+	return c.Report, check.Verdict{Check: name, Status: check.Status(c.Status), Message: c.Message}, true
+}
+
+type rawReport struct {
+	raw json.RawMessage
+	v   check.Verdict
+}
+
+func (r rawReport) verdict() check.Verdict       { return r.v }
+func (r rawReport) MarshalJSON() ([]byte, error) { return r.raw, nil }
+
+// dialSystemd is replaced in tests.
+var dialSystemd = func(ctx context.Context) (systemd.Units, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return systemd.Dial(ctx, "", logging.New(io.Discard, "text", slog.LevelError), clock.Real{})
+}
+
+// checkKubelet judges kubelet's placement: the daemon's result when fresh,
+// else a live judgement (one IRQ check, NET_RX over the window, systemd).
+func checkKubelet(ctx context.Context, h *hostfs.FS, cfg config.Config, window time.Duration) reporter {
+	if raw, v, ok := freshReport(h, kubelet.Name); ok {
+		return rawReport{raw, v}
+	}
+	unknown := func(msg string) reporter {
+		return plainVerdict{Check: kubelet.Name, Status: check.Unknown, Message: check.Short(msg)}
+	}
+	if cfg.Kubelet.Pinning == config.PinningOff {
+		return plainVerdict{Check: kubelet.Name, Status: check.OK, Message: "kubelet pinning is off (kubelet.pinning)"}
+	}
+	units, err := dialSystemd(ctx)
+	if err != nil {
+		return unknown("cannot ask systemd about kubelet: " + err.Error())
+	}
+	p := &kubelet.Pinner{FS: h, Units: units, Unit: cfg.Kubelet.Unit, Mode: kubelet.DetectMode(h)}
+	pin, err := p.Read(ctx)
+	if err != nil {
+		return unknown("cannot read " + cfg.Kubelet.Unit + ": " + err.Error())
+	}
+	rep := checkIRQ(ctx, h, cfg, window).(irqReport)
+	if rep.Status == check.Unknown {
+		return unknown("IRQ placement unknown: " + rep.Message)
+	}
+	rates, err := kubelet.SampleNetRx(ctx, h, clock.Real{}, window)
+	if err != nil {
+		return unknown(err.Error())
+	}
+	iso, _ := h.IsolatedCPUs()
+	in := kubelet.Inputs{Online: rep.Online, Isolated: iso, IRQCPUs: rep.CPUsUsed, NetRx: rates, MinCPUs: cfg.Kubelet.MinCPUs}
+	c := kubelet.Choose(in)
+	if cfg.Kubelet.Pinning == config.PinningStatic {
+		if c, err = kubelet.Static(cfg.Kubelet.CPUs, rep.Online); err != nil {
+			return unknown(err.Error())
+		}
+		c.NetRx = kubelet.NetRxCPUs(in)
+	}
+	return kubeletReport{kubelet.Judge(cfg.Kubelet.Pinning, pin, in, c, p.Mode)}
+}
+
+// runUndo removes everything nodekeeper applied: kubelet's runtime
+// AllowedCPUs= and its v1 cpuset cgroup. IRQ masks are left as they are.
+func runUndo(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet("undo", env)
+	var g globals
+	g.register(fs)
+	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
+		return 2
+	}
+	cfg, err := loadConfig(g.configFile)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "nodekeeper: config:", err, "(using kubelet.service)")
+		cfg = config.Default()
+	}
+	h, err := hostfs.New(g.paths)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "nodekeeper:", err)
+		return 1
+	}
+	units, err := dialSystemd(ctx)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "nodekeeper: cannot reach systemd over D-Bus:", err)
+		return 1
+	}
+	p := &kubelet.Pinner{FS: h, Units: units, Unit: cfg.Kubelet.Unit, Mode: kubelet.DetectMode(h)}
+	if err := p.Undo(ctx); err != nil {
+		fmt.Fprintln(env.Stderr, "nodekeeper:", err)
+		return 1
+	}
+	path := h.Root(state.RelPath)
+	if st, err := state.Read(path); err == nil && st != nil && st.Kubelet.Pinned {
+		st.Kubelet = state.Kubelet{}
+		_ = state.Write(path, st)
+	}
+	fmt.Fprintf(env.Stdout, "removed kubelet's pin: %s AllowedCPUs reset (runtime)", cfg.Kubelet.Unit)
+	if p.Mode == kubelet.ModeCgroupV1 {
+		fmt.Fprintf(env.Stdout, "; cpuset cgroup %s removed", kubelet.CgroupName)
+	}
+	fmt.Fprintln(env.Stdout)
+	return 0
+}
