@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the host packages the container test layer needs:
-#   systemd-container (systemd-nspawn, nsenter is in util-linux), debootstrap, irqbalance.
+# Installs the host packages the root test layers need:
+#   systemd-container (systemd-nspawn, nsenter is in util-linux), debootstrap, irqbalance,
+#   prometheus (promtool: checks the alert rules and the daemon's /metrics).
 # Idempotent: does nothing when everything is installed. Runs `apt-get update` only
 # when a package has no install candidate or a first install attempt fails.
 # Services that the packages would start on this host are kept from starting with a
@@ -8,10 +9,10 @@
 # install started anyway (irqbalance, dbus-daemon) is stopped again by PID.
 set -euo pipefail
 
-PKGS=(systemd-container debootstrap irqbalance debian-archive-keyring)
+PKGS=(systemd-container debootstrap irqbalance debian-archive-keyring prometheus)
 POLICY=/usr/sbin/policy-rc.d
 # Daemons a package's maintainer script may start on a host without systemd.
-WATCH_COMMS=(irqbalance dbus-daemon)
+WATCH_COMMS=(irqbalance dbus-daemon prometheus)
 
 log() { printf 'test-deps: %s\n' "$*"; }
 die() { printf 'test-deps: error: %s\n' "$*" >&2; exit 1; }
