@@ -26,6 +26,7 @@ type repairResult struct {
 	detail  string
 	took    time.Duration
 	trigger pending
+	report  *irq.Report // the last verification check; nil when the action failed
 }
 
 // choice is the repair chosen for the current irqbalance state.
@@ -164,6 +165,7 @@ func (d *Daemon) repair(ctx context.Context, action string, rep *irq.Report, p p
 	deadline := start.Add(d.cfg.IRQ.VerifyTimeout)
 	for {
 		v := verifier.Run(ctx)
+		res.report = v
 		if v.Status == check.OK {
 			res.result, res.detail, res.took = metrics.ResultSuccess, v.Message, clk.Now().Sub(start)
 			return res
@@ -233,6 +235,10 @@ func (d *Daemon) waitHandlesSIGHUP(ctx context.Context) error {
 // finishRepair records a repair's outcome in the main loop.
 func (d *Daemon) finishRepair(r repairResult) {
 	d.busy = false
+	if r.report != nil {
+		d.record(r.report)
+		d.last.status = r.report.Status
+	}
 	ok := r.result == metrics.ResultSuccess
 	d.gate.End(ok)
 	d.d.Metrics.IncRemediation(r.action, r.result)
