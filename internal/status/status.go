@@ -1,0 +1,194 @@
+// Package status owns `nodekeeper status`: one screen that shows, per CPU,
+// which NIC queue IRQs land there, its NET_RX and softirq load, softnet drops
+// and squeezes, whether kubelet may run there and whether it is isolated or
+// banned — with irqbalance, the kubelet pin, the last pause and the last
+// repairs above it. It reads the live host and the daemon's state file, and
+// works without the daemon (it says so).
+package status
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/cpuset"
+	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
+)
+
+// View is everything status shows; it is also the JSON output.
+type View struct {
+	Time       time.Time           `json:"time"`
+	Online     cpuset.Set          `json:"online_cpus"`
+	Daemon     Daemon              `json:"daemon"`
+	Irqbalance state.Irqbalance    `json:"irqbalance"`
+	Kubelet    Kubelet             `json:"kubelet"`
+	IRQ        check.Verdict       `json:"irq"`
+	Softirq    check.Verdict       `json:"softirq"`
+	CPUs       []CPU               `json:"cpus"`
+	LastPause  *state.Pause        `json:"last_pause,omitempty"`
+	Freeze     []state.FreezeEvent `json:"freeze_events,omitempty"`
+	Repairs    []state.Action      `json:"recent_actions"`
+	Compaction string              `json:"compaction,omitempty"`
+	Window     time.Duration       `json:"window_ns"`
+	Notes      []string            `json:"notes,omitempty"`
+}
+
+// Daemon is what is known of the running daemon.
+type Daemon struct {
+	Running bool      `json:"running"`
+	PID     int       `json:"pid,omitempty"`
+	Version string    `json:"version,omitempty"`
+	Updated time.Time `json:"updated,omitzero"`
+	DryRun  bool      `json:"dry_run,omitempty"`
+}
+
+// Kubelet is where kubelet may run.
+type Kubelet struct {
+	Known  bool       `json:"known"`
+	CPUs   cpuset.Set `json:"cpus"`
+	Pinned bool       `json:"pinned_by_nodekeeper"`
+	Mode   string     `json:"mode,omitempty"`
+	Note   string     `json:"note,omitempty"`
+}
+
+// CPU is one row of the picture.
+type CPU struct {
+	CPU           int      `json:"cpu"`
+	IRQs          []string `json:"nic_irqs"` // "eth0:comp3"
+	NetRxPerSec   float64  `json:"net_rx_per_second"`
+	SoftirqShare  float64  `json:"softirq_share"`
+	Ksoftirqd     float64  `json:"ksoftirqd_share,omitempty"`
+	DropsPerSec   float64  `json:"drops_per_second,omitempty"`
+	SqueezePerSec float64  `json:"time_squeeze_per_second,omitempty"`
+	Saturated     bool     `json:"saturated,omitempty"`
+	Kubelet       bool     `json:"kubelet"`
+	Isolated      bool     `json:"isolated,omitempty"`
+	Banned        bool     `json:"banned,omitempty"`
+	IRQCrowded    bool     `json:"irq_crowded,omitempty"` // holds more NIC IRQs than the spread rule allows
+}
+
+// Inputs are the sources a View is built from.
+type Inputs struct {
+	Now      time.Time
+	IRQ      *irq.Report
+	Snapshot symptoms.Snapshot // two samples over the window
+	Isolated cpuset.Set
+	State    *state.State // nil when the daemon never ran
+	Fresh    bool         // the state file was updated recently
+	Kubelet  Kubelet
+	Window   time.Duration
+}
+
+// Build assembles the view.
+func Build(in Inputs) View {
+	v := View{Time: in.Now, Online: in.IRQ.Online, IRQ: in.IRQ.Verdict, Kubelet: in.Kubelet, Window: in.Window,
+		Softirq: in.Snapshot.Report().Verdict, Repairs: []state.Action{}}
+	crowded := map[int]bool{}
+	for _, iv := range in.IRQ.Interfaces {
+		if iv.MaxAllowed == 0 {
+			continue
+		}
+		per := map[int]int{}
+		for _, q := range in.IRQ.NICIRQs {
+			if q.Interface == iv.Interface && q.CPU >= 0 {
+				per[q.CPU]++
+			}
+		}
+		for cpu, n := range per {
+			if n >= iv.MaxAllowed || iv.Status == check.Problem && n > 1 {
+				crowded[cpu] = true
+			}
+		}
+	}
+	byCPU := map[int][]string{}
+	for _, q := range in.IRQ.NICIRQs {
+		if q.CPU >= 0 {
+			byCPU[q.CPU] = append(byCPU[q.CPU], q.Interface+":"+q.Queue)
+		}
+	}
+	sig := map[int]symptoms.CPUSignal{}
+	for _, c := range in.Snapshot.CPUs {
+		sig[c.CPU] = c
+	}
+	for _, cpu := range in.IRQ.Online.CPUs() {
+		s := sig[cpu]
+		row := CPU{CPU: cpu, IRQs: byCPU[cpu], NetRxPerSec: s.NetRxPerSecond, SoftirqShare: s.SoftirqShare,
+			DropsPerSec: s.DropsPerSecond, SqueezePerSec: s.SqueezePerSecond, Saturated: s.Saturated(),
+			Isolated: in.Isolated.Contains(cpu), Banned: in.IRQ.BannedCPUs.Contains(cpu), IRQCrowded: crowded[cpu],
+			Kubelet: !in.Kubelet.Known || in.Kubelet.CPUs.IsEmpty() || in.Kubelet.CPUs.Contains(cpu)}
+		if s.Ksoftirqd != nil && s.Ksoftirqd.Measured {
+			row.Ksoftirqd = s.Ksoftirqd.CPUShare
+		}
+		sort.Strings(row.IRQs)
+		v.CPUs = append(v.CPUs, row)
+	}
+	if st := in.State; st != nil {
+		v.Daemon = Daemon{Running: in.Fresh, PID: st.PID, Version: st.Version, Updated: st.Updated, DryRun: st.DryRun}
+		v.Irqbalance = st.Irqbalance
+		if n := len(st.Pauses); n > 0 {
+			p := st.Pauses[n-1]
+			v.LastPause = &p
+		}
+		v.Freeze = st.Freeze
+		for i := len(st.Actions) - 1; i >= 0 && len(v.Repairs) < 5; i-- {
+			if a := st.Actions[i]; a.Result != "started" {
+				v.Repairs = append(v.Repairs, a)
+			}
+		}
+		if c, ok := st.Checks["compaction"]; ok {
+			v.Compaction = c.Status + ": " + c.Message
+		}
+	}
+	if !v.Daemon.Running {
+		v.Notes = append(v.Notes, "the daemon is not running (no fresh state file): live readings only")
+	}
+	return v
+}
+
+// queueList shortens "eth0:comp0 eth0:comp2 eth0:comp4" to "eth0 comp0,2,4".
+func queueList(irqs []string) string {
+	type group struct {
+		iface  string
+		queues []string
+	}
+	var groups []group
+	for _, s := range irqs {
+		iface, q, _ := strings.Cut(s, ":")
+		if len(groups) == 0 || groups[len(groups)-1].iface != iface {
+			groups = append(groups, group{iface: iface})
+		}
+		g := &groups[len(groups)-1]
+		g.queues = append(g.queues, q)
+	}
+	var parts []string
+	for _, g := range groups {
+		sort.SliceStable(g.queues, func(i, j int) bool { return naturalLess(g.queues[i], g.queues[j]) })
+		var qs []string
+		prefix := ""
+		for _, q := range g.queues {
+			p := strings.TrimRight(q, "0123456789")
+			if p == prefix {
+				qs = append(qs, q[len(p):])
+			} else {
+				qs = append(qs, q)
+				prefix = p
+			}
+		}
+		parts = append(parts, g.iface+" "+strings.Join(qs, ","))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func naturalLess(a, b string) bool {
+	pa, pb := strings.TrimRight(a, "0123456789"), strings.TrimRight(b, "0123456789")
+	if pa != pb {
+		return pa < pb
+	}
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
