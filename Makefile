@@ -18,9 +18,10 @@ help: ## list the targets
 build: ## build bin/nodekeeper
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/nodekeeper
 
-check: build ## build, then judge this machine once (read-only): every check, as text and JSON
-	-$(BIN) check all --output json
-	$(BIN) check all
+check: build ## build, then judge this machine once (read-only): the per-CPU picture and every check
+	$(BIN) status
+	@echo
+	@for c in irq kubelet compaction softirq; do printf '%-11s ' "$$c:"; $(BIN) check $$c; echo "            (exit $$?: 0 ok, 1 problem, 2 unknown)"; done
 
 unit: ## fast tests only: fixture trees and fakes, no root, no containers
 	$(GO) test -count=1 -short ./...
@@ -44,3 +45,14 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 
 clean: ## remove build outputs (the test cache directory is kept)
 	rm -rf bin dist
+
+DIST ?= dist
+.PHONY: deb rpm packages
+
+deb: build ## build the Debian package into dist/ (nfpm, a Go tool dependency)
+	GO='$(GO)' VERSION='$(VERSION)' BIN='$(BIN)' DIST='$(DIST)' packaging/package.sh deb
+
+rpm: build ## build the RPM package into dist/ (nfpm, a Go tool dependency)
+	GO='$(GO)' VERSION='$(VERSION)' BIN='$(BIN)' DIST='$(DIST)' packaging/package.sh rpm
+
+packages: deb rpm ## build both packages into dist/

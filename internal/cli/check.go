@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/kubelet"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 )
 
 // checkFunc runs one check read-only and returns its report (a struct that
@@ -36,6 +38,8 @@ var checks = []struct {
 }{
 	{irq.Name, checkIRQ},
 	{kubelet.Name, checkKubelet},
+	{compaction.CheckName, checkCompaction},
+	{symptoms.CheckName, checkSoftirq},
 }
 
 func checkIRQ(ctx context.Context, h *hostfs.FS, cfg config.Config, _ time.Duration) reporter {

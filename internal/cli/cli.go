@@ -57,9 +57,10 @@ const usage = `nodekeeper keeps a Kubernetes node's network receive path healthy
 
 Usage:
   nodekeeper run      [--config FILE] [--dry-run]       the daemon
-  nodekeeper check    [irq|kubelet|all] [--output text|json] [--window 1s]
+  nodekeeper check    [irq|kubelet|compaction|softirq|all] [--output text|json] [--window 1s]
   nodekeeper config validate [FILE]
   nodekeeper undo                                       remove kubelet's pin (IRQ masks are left)
+  nodekeeper status   [--output text|json] [--window 1s]  the per-CPU picture
   nodekeeper version
 
 Global flags: --path.procfs DIR --path.sysfs DIR --path.cgroupfs DIR --path.rootfs DIR

@@ -10,11 +10,13 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/clock"
+	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/kubelet"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
 )
 
@@ -134,4 +136,44 @@ func runUndo(ctx context.Context, args []string, env Env) int {
 	}
 	fmt.Fprintln(env.Stdout)
 	return 0
+}
+
+type softirqReport struct{ symptoms.Report }
+
+func (r softirqReport) verdict() check.Verdict       { return r.Verdict }
+func (r softirqReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.Report) }
+
+type compactionReport struct{ compaction.Report }
+
+func (r compactionReport) verdict() check.Verdict       { return r.Verdict }
+func (r compactionReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.Report) }
+
+// checkSoftirq: the daemon's result when fresh, else two samples --window apart.
+func checkSoftirq(ctx context.Context, h *hostfs.FS, cfg config.Config, window time.Duration) reporter {
+	if raw, v, ok := freshReport(h, symptoms.CheckName); ok {
+		return rawReport{raw, v}
+	}
+	scfg := symptoms.Config{SoftirqBusyThreshold: cfg.Symptoms.SoftirqBusyThreshold, Window: window,
+		SqueezePerSecond: cfg.Symptoms.SqueezePerSecond, CgroupWarn: uint64(cfg.Symptoms.CgroupWarn),
+		KubeletSystemCPUWarn: cfg.Symptoms.KubeletSystemCPUWarn}
+	snap, err := symptoms.Sample(ctx, h, scfg, window, symptoms.SampleOptions{})
+	if err != nil {
+		return plainVerdict{Check: symptoms.CheckName, Status: check.Unknown, Message: check.Short("cannot sample softirq load: " + err.Error())}
+	}
+	return softirqReport{snap.Report()}
+}
+
+// checkCompaction: the daemon's result when fresh, else one buddyinfo read.
+func checkCompaction(_ context.Context, h *hostfs.FS, cfg config.Config, _ time.Duration) reporter {
+	if raw, v, ok := freshReport(h, compaction.CheckName); ok {
+		return rawReport{raw, v}
+	}
+	rep, err := compaction.CheckOnce(h, compaction.Config{Mode: compaction.Mode(cfg.Compaction.Mode),
+		CheckInterval: cfg.Compaction.CheckInterval, Order: cfg.Compaction.Order,
+		UnusableIndexThreshold: cfg.Compaction.UnusableIndexThreshold, SafetyInterval: cfg.Compaction.SafetyInterval,
+		MinInterval: cfg.Compaction.MinInterval})
+	if err != nil {
+		return plainVerdict{Check: compaction.CheckName, Status: check.Unknown, Message: check.Short("cannot judge fragmentation: " + err.Error())}
+	}
+	return compactionReport{rep}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
 )
 
@@ -95,6 +96,7 @@ type Daemon struct {
 	ready bool
 	busy  bool // a repair goroutine is running (main loop only)
 	kube  kubeletState
+	w     watchers
 	rep   *irq.Report // the latest IRQ report (main loop only)
 }
 
@@ -170,6 +172,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.readIrqbalanceVersion()
 	changes := d.connectUnits(ctx)
 
+	d.startWatchers()
+	d.tickSymptoms(ctx) // the first sample: rates come with the next tick
 	d.runCheck(ctx, pending{reason: "start"})
 	d.ready = true
 	_ = d.d.Notifier.Ready()
@@ -184,6 +188,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		defer wd.Stop()
 		wdC = wd.C()
 	}
+	symTick := clk.NewTicker(symptoms.TickInterval(d.cfg.Symptoms.Window))
+	defer symTick.Stop()
+	compTick := clk.NewTicker(d.cfg.Compaction.CheckInterval)
+	defer compTick.Stop()
+	d.checkCompaction(ctx)
 	settle := clk.NewTimer(time.Hour)
 	settle.Stop()
 	var dialRetry <-chan time.Time
@@ -223,8 +232,20 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.paused(r)
 		case <-d.d.FreezeChanged:
 			d.freezeChanged()
+		case <-symTick.C():
+			d.tickSymptoms(ctx)
+		case <-compTick.C():
+			d.checkCompaction(ctx)
+		case r, ok := <-d.w.results:
+			if !ok {
+				d.w.results = nil
+				continue
+			}
+			d.compacted(r)
 		case <-reload:
 			d.reload(ticker)
+			symTick.Reset(symptoms.TickInterval(d.cfg.Symptoms.Window))
+			compTick.Reset(d.cfg.Compaction.CheckInterval)
 		case r := <-d.done:
 			d.finishRepair(r)
 		case <-wdC:
@@ -348,6 +369,12 @@ func (d *Daemon) reload(ticker clock.Ticker) {
 	d.checker.SeedVFSeen(seen)
 	d.gate.SetLimits(d.limits())
 	ticker.Reset(cfg.IRQ.CheckInterval)
+	if d.w.sym != nil {
+		_ = d.w.sym.SetConfig(symptomsConfig(cfg))
+	}
+	if d.w.comp != nil {
+		_ = d.w.comp.SetConfig(compactionConfig(cfg, d.dryRun()))
+	}
 	d.log.Info("configuration reloaded", "file", d.d.ConfigFile, "dry_run", d.dryRun())
 }
 

@@ -535,3 +535,71 @@ func TestKubeletTooFewCPUs(t *testing.T) {
 		t.Errorf("the journal must say why:\n%s", r.logs.String())
 	}
 }
+
+func compactions(r *rig, reason, result string) float64 {
+	mfs, _ := r.metrics.Registry().Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "nodekeeper_compactions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["reason"] == reason && l["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func TestCompactionWhenFragmented(t *testing.T) {
+	host := hostfixture.Host{CPUs: 4, Buddyinfo: hostfixture.FragmentedBuddyinfo,
+		NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1}}}
+	r := newRig(t, host, nil, nil)
+	r.start()
+	r.until("a compaction", func() bool { return compactions(r, "fragmentation", "success") == 1 })
+	b, _ := os.ReadFile(filepath.Join(r.paths.Sys, "devices", "system", "node", "node0", "compact"))
+	if strings.TrimSpace(string(b)) != "1" {
+		t.Errorf("node0/compact = %q, want 1 written", b)
+	}
+	r.until("the journal entry", func() bool { return strings.Contains(r.logs.String(), "message_id="+logging.MsgCompactionRan) })
+	// The index stays high (a fixture does not defragment): no second compaction within minInterval.
+	r.clk.Advance(15 * time.Minute)
+	time.Sleep(20 * time.Millisecond)
+	if n := compactions(r, "fragmentation", "success"); n != 1 {
+		t.Errorf("%v compactions within minInterval", n)
+	}
+}
+
+func TestSoftirqSaturationTriggersACheck(t *testing.T) {
+	host := hostfixture.Host{CPUs: 4, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1}}}
+	r := newRig(t, host, func(c *config.Config) { c.Symptoms.Window = 2 * time.Second }, nil)
+	times := [][4]uint64{{100, 100, 800, 0}, {100, 100, 800, 0}, {100, 100, 800, 0}, {100, 100, 800, 0}}
+	if err := hostfixture.WriteStat(r.paths, times); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	checks := histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds")
+	// CPU 2 now spends all its time in softirq.
+	for step := 0; step < 4; step++ {
+		times[2][3] += 300
+		for i := range times {
+			if i != 2 {
+				times[i][2] += 300
+			}
+		}
+		hostfixture.WriteStat(r.paths, times)
+		r.clk.Advance(time.Second)
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.until("the saturation entry", func() bool { return strings.Contains(r.logs.String(), "message_id="+logging.MsgSoftirqSaturated) })
+	if got := histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds"); got <= checks {
+		t.Errorf("a saturation must run an IRQ check at once")
+	}
+	if !strings.Contains(r.logs.String(), "cpus=2") {
+		t.Errorf("the entry names the CPU:\n%s", r.logs.String())
+	}
+}

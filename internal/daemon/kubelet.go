@@ -22,6 +22,7 @@ type kubeletState struct {
 	gate     *policy.Gate
 	mode     kubelet.Mode
 	applied  cpuset.Set // what nodekeeper applied ("" = no pin of ours)
+	partial  bool       // a pin failed, maybe after storing AllowedCPUs=: that is ours to take away too
 	at       time.Time
 	netrx    []uint64 // NET_RX counts at the last check, for rates
 	netrxAt  time.Time
@@ -58,7 +59,7 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 		return
 	}
 	if cfg.Pinning == config.PinningOff {
-		if !d.kube.applied.IsEmpty() || d.pinnedInState() {
+		if d.kube.ours() || d.pinnedInState() {
 			d.unpinKubelet(ctx, "kubelet.pinning is off")
 		}
 		return
@@ -68,7 +69,11 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 		return
 	}
 	d.sampleNetRx()
-	in := kubelet.Inputs{Online: rep.Online, Isolated: rep.BannedCPUs.Intersect(d.isolated()), IRQCPUs: rep.CPUsUsed,
+	if d.w.sym != nil && pin.Unit.MainPID != 0 {
+		d.w.sym.SetKubeletPID(int(pin.Unit.MainPID))
+	}
+	// CPUs drowning in softirq work count as net_rx CPUs: kubelet leaves them at once.
+	in := kubelet.Inputs{Online: rep.Online, Isolated: d.isolated(), IRQCPUs: rep.CPUsUsed.Union(d.w.snap.Saturated),
 		NetRx: d.kube.rates, Reserved: d.kube.reserved, MinCPUs: cfg.MinCPUs}
 	var c kubelet.Choice
 	if cfg.Pinning == config.PinningStatic {
@@ -83,7 +88,7 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 	d.d.Metrics.SetKubeletNetRxOverlapCPUs(pin.Running().Intersect(c.NetRx).Len())
 	if !c.Pin {
 		d.kubeletWhy("not pinning kubelet: " + c.Reason)
-		if !d.kube.applied.IsEmpty() {
+		if d.kube.ours() {
 			d.unpinKubelet(ctx, c.Reason)
 		}
 		return
@@ -112,18 +117,22 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 	pin, err = d.pinner().Apply(ctx, c.CPUs)
 	d.kube.gate.End(err == nil)
 	if err != nil {
+		d.kube.partial = true
 		d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, metrics.ResultFailure)
 		d.log.Error("cannot pin kubelet: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", cfg.Unit, "cpus", c.CPUs.List())
 		d.addAction(state.Action{Action: metrics.ActionKubeletPin, Result: metrics.ResultFailure, Detail: err.Error(), Trigger: trigger})
 		return
 	}
-	d.kube.applied, d.kube.at = c.CPUs, now
+	d.kube.applied, d.kube.at, d.kube.partial = c.CPUs, now, false
 	d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, metrics.ResultSuccess)
 	d.log.Info("kubelet pinned: "+c.Reason, logging.Msg(logging.MsgKubeletPinned), "unit", cfg.Unit, "cpus", c.CPUs.List(),
 		"mode", string(d.kube.mode), "trigger", trigger)
 	d.addAction(state.Action{Action: metrics.ActionKubeletPin, Result: metrics.ResultSuccess, Detail: c.Reason, Trigger: trigger})
 	d.recordKubelet(c, pin)
 }
+
+// ours reports whether kubelet may carry a pin of nodekeeper's.
+func (k *kubeletState) ours() bool { return !k.applied.IsEmpty() || k.partial }
 
 func (d *Daemon) isolated() cpuset.Set {
 	iso, _ := d.d.FS.IsolatedCPUs()
@@ -177,7 +186,7 @@ func (d *Daemon) unpinKubelet(ctx context.Context, why string) {
 		d.log.Error("cannot remove kubelet's pin: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", d.cfg.Kubelet.Unit)
 	} else {
 		d.log.Info("kubelet's pin removed: "+why, logging.Msg(logging.MsgKubeletUnpinned), "unit", d.cfg.Kubelet.Unit)
-		d.kube.applied = cpuset.Set{}
+		d.kube.applied, d.kube.partial = cpuset.Set{}, false
 		d.d.Metrics.SetKubeletAllowedCPUs(0)
 		d.mu.Lock()
 		d.st.Kubelet = state.Kubelet{}

@@ -40,6 +40,43 @@ type Host struct {
 	Counts func(irq, cpu int) uint64
 	// NetRx, when set, gives /proc/softirqs' NET_RX count of a CPU.
 	NetRx func(cpu int) uint64
+	// Buddyinfo is /proc/buddyinfo's content (default: one healthy node);
+	// node0's compact file and /proc/vmstat's compact_* lines come with it.
+	Buddyinfo string
+}
+
+// HealthyBuddyinfo is one NUMA node with plenty of high-order free blocks.
+const HealthyBuddyinfo = `Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3
+Node 0, zone    DMA32    512    300    200    150    120    100     80     60     40     30   1200
+Node 0, zone   Normal   1024    800    600    400    300    200    100     50     30     20    900
+`
+
+// FragmentedBuddyinfo is one NUMA node whose Normal zone has free memory only
+// in blocks below order 3.
+const FragmentedBuddyinfo = `Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3
+Node 0, zone   Normal  40000  20000   5000      0      0      0      0      0      0      0      0
+`
+
+// WriteStat writes /proc/stat for a host with the given per-CPU times
+// (user, system, idle, softirq in USER_HZ ticks), for tests that move them.
+func WriteStat(p hostfs.Paths, times [][4]uint64) error {
+	var b strings.Builder
+	var tot [4]uint64
+	for _, t := range times {
+		for i := range tot {
+			tot[i] += t[i]
+		}
+	}
+	line := func(name string, t [4]uint64) {
+		// user nice system idle iowait irq softirq steal guest guest_nice
+		fmt.Fprintf(&b, "%s %d 0 %d %d 0 0 %d 0 0 0\n", name, t[0], t[1], t[2], t[3])
+	}
+	line("cpu ", tot)
+	for i, t := range times {
+		line("cpu"+strconv.Itoa(i), t)
+	}
+	b.WriteString("intr 0\nctxt 0\nbtime 1700000000\nprocesses 1\nprocs_running 1\nprocs_blocked 0\nsoftirq 0\n")
+	return os.WriteFile(filepath.Join(p.Proc, "stat"), []byte(b.String()), 0o644)
 }
 
 // NIC is one network interface. For Azure accelerated networking, the
@@ -177,7 +214,33 @@ func (b *builder) build() error {
 	}
 	b.interrupts()
 	b.softirqs()
+	b.memory()
 	return b.err
+}
+
+// memory writes buddyinfo, vmstat's compaction counters, node0's compact file,
+// /proc/stat and softnet_stat at rest.
+func (b *builder) memory() {
+	bi := b.h.Buddyinfo
+	if bi == "" {
+		bi = HealthyBuddyinfo
+	}
+	b.write("proc/buddyinfo", bi)
+	b.write("proc/vmstat", "nr_free_pages 100000\ncompact_migrate_scanned 0\ncompact_free_scanned 0\ncompact_isolated 0\ncompact_stall 0\ncompact_fail 0\ncompact_success 0\n")
+	b.write("sys/devices/system/node/node0/compact", "")
+	var sb strings.Builder
+	for _, c := range b.online().CPUs() {
+		fmt.Fprintf(&sb, "%08x %08x %08x 00000000 00000000 00000000 00000000 00000000 00000000 %08x %08x %08x %08x %08x %08x\n",
+			0, 0, 0, 0, 0, 0, c, 0, 0)
+	}
+	b.write("proc/net/softnet_stat", sb.String())
+	var st strings.Builder
+	st.WriteString("cpu  0 0 0 0 0 0 0 0 0 0\n")
+	for _, c := range b.online().CPUs() {
+		fmt.Fprintf(&st, "cpu%d 0 0 0 0 0 0 0 0 0 0\n", c)
+	}
+	st.WriteString("intr 0\nctxt 0\nbtime 1700000000\nprocesses 1\nprocs_running 1\nprocs_blocked 0\nsoftirq 0\n")
+	b.write("proc/stat", st.String())
 }
 
 // softirqs writes /proc/softirqs with a column per possible CPU.
