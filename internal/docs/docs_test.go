@@ -4,8 +4,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated parts of README.md")
@@ -33,4 +37,67 @@ func TestREADMEConfigReference(t *testing.T) {
 		return
 	}
 	t.Errorf("README.md's configuration reference is out of date: run go test ./internal/docs -update")
+}
+
+// Every exported metric and every MESSAGE_ID is documented in README.md.
+func TestREADMEListsMetricsAndMessageIDs(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	m := metrics.New()
+	m.EnableIMDS()
+	m.SetCheckStatus("irq", "ok")
+	m.ObserveCheckDuration("irq", time.Millisecond)
+	m.SetNICIRQs([]metrics.NICIRQ{{Interface: "eth0", Queue: "q0", IRQ: 24, CPU: 1}})
+	m.SetVMBusChannels([]metrics.VMBusChannel{{Interface: "eth0", Channel: "14", CPU: 1}})
+	m.SetMemoryUnusableIndexes([]metrics.UnusableIndex{{Node: 0, Zone: "Normal", Index: 0.1}})
+	m.ObserveCompaction(0, "safety", "success", time.Millisecond)
+	m.IncScheduledEvent("Freeze")
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if !strings.HasPrefix(name, "nodekeeper_") {
+			continue
+		}
+		n++
+		if !strings.Contains(readme, "`"+name+"`") {
+			t.Errorf("README.md does not document the metric %s", name)
+		}
+	}
+	if n < 15 {
+		t.Errorf("only %d nodekeeper metrics gathered", n)
+	}
+	src, err := os.ReadFile(filepath.Join("..", "logging", "messageids.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := regexp.MustCompile(`"([0-9a-f]{32})"`).FindAllStringSubmatch(string(src), -1)
+	if len(ids) < 10 {
+		t.Fatalf("found %d MESSAGE_IDs", len(ids))
+	}
+	for _, id := range ids {
+		if !strings.Contains(readme, "`"+id[1]+"`") {
+			t.Errorf("README.md does not list MESSAGE_ID %s", id[1])
+		}
+	}
+}
+
+// The README's status pictures are the golden files of the status package.
+func TestREADMEStatusSamples(t *testing.T) {
+	b, _ := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	for _, f := range []string{"healthy-08.txt", "skewed-08.txt"} {
+		g, err := os.ReadFile(filepath.Join("..", "status", "testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), strings.TrimRight(string(g), "\n")) {
+			t.Errorf("README.md's status sample differs from internal/status/testdata/%s", f)
+		}
+	}
 }
