@@ -2,7 +2,7 @@ package compaction
 
 import (
 	"context"
-	"errors"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/opens"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestNeverOpensPagetypeinfo runs every code path of the package against a
@@ -25,25 +23,7 @@ func TestNeverOpensPagetypeinfo(t *testing.T) {
 	fsys, root := fixtureFS(t, "two-node", []int{0}, true)
 	pti := filepath.Join(root, "proc", "pagetypeinfo")
 	writeFile(t, pti, []byte("Page block order: 9\nPages per block:  512\n"))
-	ifd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		t.Skipf("inotify: %v", err)
-	}
-	defer unix.Close(ifd)
-	if _, err := unix.InotifyAddWatch(ifd, pti, unix.IN_OPEN|unix.IN_ACCESS); err != nil {
-		t.Fatal(err)
-	}
-	opened := func() bool {
-		buf := make([]byte, 4096)
-		n, err := unix.Read(ifd, buf)
-		if errors.Is(err, unix.EAGAIN) {
-			return false
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n > 0
-	}
+	opened := opens.Watch(t, pti)
 
 	for _, mode := range []Mode{ModeFragmentation, ModePeriodic, ModeOff} {
 		cfg := DefaultConfig()

@@ -2,13 +2,11 @@ package symptoms
 
 import (
 	"context"
-	"errors"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/opens"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 )
@@ -23,25 +21,7 @@ func TestNeverOpensPagetypeinfo(t *testing.T) {
 	h.write()
 	pti := filepath.Join(h.root, "proc", "pagetypeinfo")
 	h.put("pagetypeinfo", "Page block order: 9\n")
-	ifd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		t.Skipf("inotify: %v", err)
-	}
-	defer unix.Close(ifd)
-	if _, err := unix.InotifyAddWatch(ifd, pti, unix.IN_OPEN|unix.IN_ACCESS); err != nil {
-		t.Fatal(err)
-	}
-	opened := func() bool {
-		buf := make([]byte, 4096)
-		n, err := unix.Read(ifd, buf)
-		if errors.Is(err, unix.EAGAIN) {
-			return false
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n > 0
-	}
+	opened := opens.Watch(t, pti)
 
 	w := newTestWatcher(t, h.fs(), DefaultConfig(), Options{KubeletPID: 4321})
 	for sec := 0; sec <= 20; sec += 2 {
