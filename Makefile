@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10s
 export NODEKEEPER_CACHE ?= /var/cache/nodekeeper-test
 
-.PHONY: help build check test unit lint bench fuzz clean
+.PHONY: help build check test unit vm-image lint bench fuzz clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,9 @@ unit: ## fast tests only: fixture trees and fakes, no root, no containers
 
 test: ## every test layer this machine allows (installs what they need; says why a layer is skipped)
 	@scripts/test.sh "$(GO)"
+
+vm-image: ## (root) install qemu and build the cached VM test image; prints its directory
+	@scripts/vm-deps.sh >&2 && scripts/build-vm-image.sh
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -3,6 +3,7 @@
 #   unit    fixture trees and fakes                           always
 #   root    real /proc/irq writes, real compaction, cgroups   as root
 #   nspawn  real systemd + D-Bus + irqbalance in a container  as root, with systemd-nspawn
+#   vm      a real kernel in QEMU (TCG): cgroup2 cpuset, multi-queue NIC, the package installed  as root, with qemu
 # A layer that cannot run is skipped with its reason; a layer named in
 # NODEKEEPER_REQUIRE_LAYERS (CI: root,nspawn) fails the run instead.
 set -uo pipefail
@@ -19,17 +20,29 @@ if [ "$(id -u)" = 0 ]; then
 		if rootfs=$(scripts/build-rootfs.sh | tail -n1) && [ -d "$rootfs" ]; then
 			export NODEKEEPER_ROOTFS=$rootfs
 			say "layer nspawn: container root file system $rootfs"
+			if scripts/vm-deps.sh && vmimage=$(scripts/build-vm-image.sh | tail -n1) && [ -f "$vmimage/rootfs.img" ]; then
+				export NODEKEEPER_VM_IMAGE=$vmimage
+				say "layer vm: VM image $vmimage"
+			else
+				say "layer vm: SKIPPED: its packages could not be installed or its image could not be built"
+				require vm && exit 1
+			fi
 		else
 			say "layer nspawn: SKIPPED: the container root file system could not be built"
+			say "layer vm: SKIPPED: needs the nspawn layer's root file system"
 			require nspawn && exit 1
+			require vm && exit 1
 		fi
 	else
 		say "layer nspawn: SKIPPED: its packages could not be installed"
+		say "layer vm: SKIPPED: needs the nspawn layer's root file system"
 		require nspawn && exit 1
+		require vm && exit 1
 	fi
 else
-	say "layer root: SKIPPED: not root (run 'sudo make test' for real /proc/irq, systemd and cgroup tests)"
+	say "layer root: SKIPPED: not root (run 'sudo make test' for real /proc/irq, systemd, cgroup and VM tests)"
 	say "layer nspawn: SKIPPED: not root"
+	say "layer vm: SKIPPED: not root"
 	require root && exit 1
 fi
 
