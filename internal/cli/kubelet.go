@@ -85,7 +85,9 @@ func checkKubelet(ctx context.Context, h *hostfs.FS, cfg config.Config, window t
 		return unknown(err.Error())
 	}
 	iso, _ := h.IsolatedCPUs()
-	in := kubelet.Inputs{Online: rep.Online, Isolated: iso, IRQCPUs: rep.CPUsUsed, NetRx: rates, MinCPUs: cfg.Kubelet.MinCPUs}
+	reserved, _, _ := kubelet.Reserved(h)
+	in := kubelet.Inputs{Online: rep.Online, Isolated: iso, IRQCPUs: rep.CPUsUsed, NetRx: rates, Reserved: reserved,
+		MinCPUs: cfg.Kubelet.MinCPUs}
 	c := kubelet.Choose(in)
 	if cfg.Kubelet.Pinning == config.PinningStatic {
 		if c, err = kubelet.Static(cfg.Kubelet.CPUs, rep.Online); err != nil {

@@ -173,6 +173,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	changes := d.connectUnits(ctx)
 
 	d.startWatchers()
+	d.readReserved()
 	d.tickSymptoms(ctx) // the first sample: rates come with the next tick
 	d.runCheck(ctx, pending{reason: "start"})
 	d.ready = true
@@ -368,6 +369,7 @@ func (d *Daemon) reload(ticker clock.Ticker) {
 	d.checker = d.newChecker()
 	d.checker.SeedVFSeen(seen)
 	d.gate.SetLimits(d.limits())
+	d.readReserved()
 	ticker.Reset(cfg.IRQ.CheckInterval)
 	if d.w.sym != nil {
 		_ = d.w.sym.SetConfig(symptomsConfig(cfg))

@@ -32,6 +32,19 @@ type kubeletState struct {
 	pid      uint32 // kubelet's main process as last seen
 }
 
+// readReserved reads kubelet's reservedSystemCPUs (start and reload).
+func (d *Daemon) readReserved() {
+	s, path, err := kubelet.Reserved(d.d.FS)
+	switch {
+	case err != nil:
+		d.log.Warn("cannot read kubelet's reservedSystemCPUs: "+err.Error(), "unit", d.cfg.Kubelet.Unit)
+	case !s.IsEmpty() && !s.Equal(d.kube.reserved):
+		d.log.Info(fmt.Sprintf("kubelet's reservedSystemCPUs is %s (%s): preferring those CPUs for kubelet", s, path),
+			"unit", d.cfg.Kubelet.Unit, "cpus", s.List())
+	}
+	d.kube.reserved = s
+}
+
 func (d *Daemon) pinner() *kubelet.Pinner {
 	return &kubelet.Pinner{FS: d.d.FS, Units: d.units, Unit: d.cfg.Kubelet.Unit, Mode: d.kube.mode}
 }

@@ -120,3 +120,37 @@ func TestRates(t *testing.T) {
 		t.Errorf("rates %v (a counter going back gives 0)", got)
 	}
 }
+
+func TestReserved(t *testing.T) {
+	h := fixture(t, "")
+	if s, path, err := Reserved(h); err != nil || path != "" || !s.IsEmpty() {
+		t.Errorf("no kubelet config: %v %q %v", s, path, err)
+	}
+	p := h.Root("etc", "default", "kubeletconfig.json")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, []byte(`{"kind":"KubeletConfiguration","reservedSystemCPUs":"0-1"}`), 0o644)
+	if s, path, err := Reserved(h); err != nil || path != p || s.String() != "0-1" {
+		t.Errorf("AKS JSON: %v %q %v", s, path, err)
+	}
+	y := h.Root("var", "lib", "kubelet", "config.yaml")
+	os.MkdirAll(filepath.Dir(y), 0o755)
+	os.WriteFile(y, []byte("kind: KubeletConfiguration\nreservedSystemCPUs: \"6,7\"\n"), 0o644)
+	if s, _, err := Reserved(h); err != nil || s.String() != "6-7" {
+		t.Errorf("kubeadm YAML wins (first in order): %v %v", s, err)
+	}
+	os.WriteFile(y, []byte("reservedSystemCPUs: lots\n"), 0o644)
+	if _, _, err := Reserved(h); err == nil {
+		t.Error("a bad value must be an error")
+	}
+}
+
+func FuzzParseReserved(f *testing.F) {
+	f.Add([]byte("reservedSystemCPUs: \"0-3\"\n"))
+	f.Add([]byte(`{"reservedSystemCPUs":"1,2"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseReserved(b)
+		if err == nil && s.Max() > cpuset.MaxCPU {
+			t.Fatal("CPU out of range")
+		}
+	})
+}
