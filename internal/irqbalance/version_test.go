@@ -114,7 +114,7 @@ func FuzzCompareDebianVersions(f *testing.F) {
 		}
 		// A version is below itself with ~ appended and above itself with a letter appended
 		// (in the revision when there is one, else in the upstream part).
-		if !strings.ContainsAny(a, " \t\n\v\f\r\x85\xa0") && !strings.HasSuffix(a, ":") {
+		if !strings.ContainsAny(a, " \t\n\v\f\r\u0085\u00a0") && !strings.HasSuffix(a, ":") {
 			if c := CompareDebianVersions(a+"~", a); c != -1 {
 				t.Fatalf("cmp(%q, %q) = %d, want -1", a+"~", a, c)
 			}
