@@ -120,9 +120,8 @@ func (n *node) freezeResume(t *testing.T, fake *imdstest.Server, v freezeVariant
 	from := len(n.journal(t))
 	n.exec(t, "systemctl", "start", nkUnit)
 	t.Cleanup(func() { _, _ = n.c.Exec(n.ctx, "systemctl", "stop", nkUnit) })
-	n.waitJournal(t, from, 10*time.Second,
-		entry{what: "IMDS answering", msg: "IMDS scheduled events available"},
-		entry{what: "started", msg: "nodekeeper started"})
+	n.waitJournal(t, from, 10*time.Second, entry{what: "started", msg: "nodekeeper started"})
+	n.waitJournal(t, from, 10*time.Second, entry{what: "IMDS answering", msg: "IMDS scheduled events available"})
 	if rep := n.hostCheck(); rep.Status != check.OK {
 		n.waitSpread(t, verifyTimeout)
 	}
@@ -254,11 +253,12 @@ func (n *node) freezeResume(t *testing.T, fake *imdstest.Server, v freezeVariant
 		t.Errorf("state file: irq check %s at %v (SIGCONT at %v)", c.Status, c.Time, contAt)
 	}
 
-	t.Logf("%s: SIGCONT -> verified %v (journal; the daemon timed resume -> verified at %ss, metric sum %.2fs), "+
-		"SIGCONT -> check %v, SIGCONT -> spread seen here %v; irq.settleDelay %v; pause %ss; NIC IRQs now %v",
-		v.remediation, took.Round(time.Millisecond), got[3]["SECONDS"], sum,
+	secs := func(s string) string { f, _ := strconv.ParseFloat(s, 64); return fmt.Sprintf("%.3fs", f) }
+	t.Logf("%s: SIGCONT -> verified %v (journal; the daemon timed resume -> verified at %s, metric sum %.3fs), "+
+		"SIGCONT -> check %v, SIGCONT -> spread seen here %v; irq.settleDelay %v; pause %s; NIC IRQs now %v",
+		v.remediation, took.Round(time.Millisecond), secs(got[3]["SECONDS"]), sum,
 		checkAt.Sub(contAt).Round(time.Millisecond), spreadAt.Sub(contAt).Round(10*time.Millisecond),
-		settleDelay, pauseSecs, n.masks(t))
+		settleDelay, secs(pauseSecs), n.masks(t))
 
 	n.exec(t, "systemctl", "stop", nkUnit)
 }

@@ -13,6 +13,7 @@ package daemon_test
 // says so in the journal, and everything else still holds.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -96,8 +97,10 @@ func TestNspawnKubeletPin(t *testing.T) {
 	t.Cleanup(func() { units.Close() })
 	t.Cleanup(func() {
 		if t.Failed() { // leave no v1 cpuset of ours behind
-			out, err := n.c.Exec(n.ctx, "nodekeeper", "undo")
-			t.Logf("nodekeeper undo at cleanup: %s %v", out, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out, err := n.c.Exec(ctx, "nodekeeper", "undo")
+			t.Logf("nodekeeper undo at cleanup: %s %v", strings.TrimSpace(out), err)
 		}
 	})
 	unit := func(t *testing.T) systemd.UnitState {
