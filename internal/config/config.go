@@ -149,7 +149,7 @@ func Default() Config {
 			ApproveFreeze: false,
 		},
 		PauseDetector: PauseDetector{
-			Tick:         250 * time.Millisecond,
+			Tick:         time.Second,
 			GapThreshold: 2 * time.Second,
 		},
 		IRQ: IRQ{

@@ -75,7 +75,7 @@ var fields = []*field{
 		doc: "Approve this VM's Freeze events instead of waiting for their start time; never while the VM's name is unknown."},
 
 	{path: "pauseDetector.tick", kind: kindDuration, ptr: func(c *Config) any { return &c.PauseDetector.Tick },
-		doc: "How often the pause detector wakes up to measure the time since its last wake-up."},
+		doc: "How often the pause detector wakes up to measure the time since its last wake-up (each wake-up costs CPU on every node)."},
 	{path: "pauseDetector.gapThreshold", kind: kindDuration, ptr: func(c *Config) any { return &c.PauseDetector.GapThreshold },
 		doc: "A gap between two wake-ups longer than this counts as a VM pause."},
 

@@ -40,7 +40,7 @@ func TestValidate(t *testing.T) {
 		{"tick too long", func(c *Config) { c.PauseDetector.Tick = 20 * time.Second; c.PauseDetector.GapThreshold = time.Minute },
 			[]string{"pauseDetector.tick: must be at most 10s, not 20s (a pause is timed to within one tick)"}},
 		{"gap not above tick", func(c *Config) { c.PauseDetector.GapThreshold = 250 * time.Millisecond },
-			[]string{"pauseDetector.gapThreshold: must be longer than pauseDetector.tick (250ms), not 250ms (every tick would look like a pause)"}},
+			[]string{"pauseDetector.gapThreshold: must be longer than pauseDetector.tick (1s), not 250ms (every tick would look like a pause)"}},
 		{"zero durations", func(c *Config) { c.IRQ.CheckInterval = 0; c.Symptoms.Window = 0; c.Compaction.CheckInterval = 0 },
 			[]string{
 				"irq.checkInterval: must be at least 1s, not 0s (a check reads every NIC IRQ's affinity)",

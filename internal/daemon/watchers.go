@@ -25,6 +25,8 @@ type watchers struct {
 	explosion bool
 	kubeHigh  bool
 
+	written time.Time // when a softirq result last went to the state file
+
 	comp    *compaction.Manager
 	results <-chan compaction.Result
 	skipLog map[string]bool
@@ -81,14 +83,24 @@ func (d *Daemon) tickSymptoms(ctx context.Context) {
 	m.SetSoftirqSaturatedCPUs(snap.Saturated.Len())
 	rep := snap.Report()
 	m.SetCheckStatus(symptoms.CheckName, string(rep.Status))
-	raw, _ := json.Marshal(struct {
-		symptoms.Report
-		Snapshot symptoms.Snapshot `json:"snapshot"`
-	}{rep, snap})
 	d.mu.Lock()
-	d.st.Checks[symptoms.CheckName] = state.Check{Time: now, Interval: state.Duration(symptoms.TickInterval(d.cfg.Symptoms.Window)),
-		Status: string(rep.Status), Message: rep.Message, Report: raw}
+	prev := d.st.Checks[symptoms.CheckName].Status
 	d.mu.Unlock()
+	// The state file is rewritten when the verdict changes, else at most every
+	// symptomsStateEvery: a tick is cheap, a file rewrite every tick is not.
+	changed := prev != string(rep.Status)
+	if changed || now.Sub(d.w.written) >= symptomsStateEvery {
+		d.w.written = now
+		raw, _ := json.Marshal(struct {
+			symptoms.Report
+			Snapshot symptoms.Snapshot `json:"snapshot"`
+		}{rep, snap})
+		d.mu.Lock()
+		d.st.Checks[symptoms.CheckName] = state.Check{Time: now, Interval: state.Duration(symptomsStateEvery),
+			Status: string(rep.Status), Message: rep.Message, Report: raw}
+		d.mu.Unlock()
+		defer d.writeState()
+	}
 	if snap.Cgroups.Explosion != d.w.explosion {
 		d.w.explosion = snap.Cgroups.Explosion
 		if snap.Cgroups.Explosion {
@@ -109,8 +121,11 @@ func (d *Daemon) tickSymptoms(ctx context.Context) {
 		d.log.Warn("softirq saturation: "+rep.Message, logging.Msg(logging.MsgSoftirqSaturated), "cpus", snap.Saturated.List())
 		d.runCheck(ctx, pending{reason: "softirq saturation"})
 	}
-	d.writeState()
 }
+
+// symptomsStateEvery paces the softirq result in the state file; `check
+// softirq` takes it while it is younger than twice this.
+const symptomsStateEvery = 30 * time.Second
 
 // checkCompaction reads buddyinfo and starts the compactions the manager
 // decides, off the main loop.

@@ -3,10 +3,7 @@
 package pause
 
 import (
-	"fmt"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // SystemClocks reads the kernel's CLOCK_MONOTONIC and CLOCK_REALTIME.
@@ -14,14 +11,12 @@ type SystemClocks struct{}
 
 var _ Clocks = SystemClocks{}
 
-// Read reads both clocks, monotonic first.
+// monoBase anchors the monotonic readings of SystemClocks.
+var monoBase = time.Now()
+
+// Read reads both clocks with one time.Now: Go reads CLOCK_MONOTONIC and
+// CLOCK_REALTIME through the vDSO, without a system call per tick.
 func (SystemClocks) Read() (Sample, error) {
-	var mono, wall unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
-		return Sample{}, fmt.Errorf("clock_gettime(CLOCK_MONOTONIC): %w", err)
-	}
-	if err := unix.ClockGettime(unix.CLOCK_REALTIME, &wall); err != nil {
-		return Sample{}, fmt.Errorf("clock_gettime(CLOCK_REALTIME): %w", err)
-	}
-	return Sample{Mono: time.Duration(mono.Nano()), Real: time.Unix(wall.Unix())}, nil
+	now := time.Now()
+	return Sample{Mono: now.Sub(monoBase), Real: now.Round(0)}, nil
 }

@@ -60,7 +60,7 @@ type Clocks interface {
 
 // Defaults for Config.
 const (
-	DefaultTick         = 250 * time.Millisecond
+	DefaultTick         = time.Second
 	DefaultGapThreshold = 2 * time.Second
 )
 

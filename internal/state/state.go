@@ -125,7 +125,7 @@ func (s *State) AddAction(a Action) {
 
 // Write replaces the file at path atomically (temporary file + rename).
 func Write(path string, s *State) error {
-	b, err := json.MarshalIndent(s, "", "  ")
+	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}

@@ -71,10 +71,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// TickInterval is a tick period that fits window: five samples per window,
-// between 1 s and 5 s.
+// TickInterval is a tick period that fits window: two samples per window,
+// between 1 s and 5 s. Every tick wakes the daemon on every node; with the
+// default 10 s window that is once per 5 s.
 func TickInterval(window time.Duration) time.Duration {
-	return min(max(window/5, time.Second), 5*time.Second)
+	return min(max(window/2, time.Second), 5*time.Second)
 }
 
 // CPUSignal is one online CPU's derived signals over the snapshot's span.

@@ -499,7 +499,7 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ window, want time.Duration }{
-		{10 * time.Second, 2 * time.Second}, {time.Second, time.Second}, {time.Minute, 5 * time.Second},
+		{10 * time.Second, 5 * time.Second}, {4 * time.Second, 2 * time.Second}, {time.Second, time.Second}, {time.Minute, 5 * time.Second},
 	} {
 		if got := TickInterval(tc.window); got != tc.want {
 			t.Errorf("TickInterval(%v) = %v, want %v", tc.window, got, tc.want)
