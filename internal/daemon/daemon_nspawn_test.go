@@ -27,10 +27,10 @@ import (
 // The daemon's settings in the container (config.yaml below; irq.cooldown is
 // cooldown).
 const (
-	checkInterval = 2 * time.Second
-	settleDelay   = time.Second
-	verifyTimeout = 20 * time.Second
-	watchdogSec   = 3 * time.Second
+	checkInterval    = 2 * time.Second
+	settleDelay      = time.Second
+	verifyTimeout    = 20 * time.Second
+	watchdogInterval = 3 * time.Second
 )
 
 func configYAML(listen string) string {
@@ -243,8 +243,8 @@ func TestNspawnDaemon(t *testing.T) {
 	})
 
 	t.Run("status and watchdog", func(t *testing.T) {
-		if up := monotonic() - nkStart; up < 10*time.Second+watchdogSec {
-			sleep(n.ctx, t, 10*time.Second+watchdogSec-up)
+		if up := monotonic() - nkStart; up < 10*time.Second+watchdogInterval {
+			sleep(n.ctx, t, 10*time.Second+watchdogInterval-up)
 		}
 		props := n.show(t, nkUnit, "StatusText", "ActiveState", "SubState", "MainPID", "NRestarts",
 			"WatchdogUSec", "WatchdogTimestampMonotonic", "Result")
@@ -262,8 +262,8 @@ func TestNspawnDaemon(t *testing.T) {
 			t.Errorf("NRestarts %s MainPID %s; want 0 and %d (the watchdog must never fire)", props["NRestarts"], props["MainPID"], nkPID)
 		}
 		us, _ := strconv.ParseInt(props["WatchdogTimestampMonotonic"], 10, 64)
-		if age := monotonic() - time.Duration(us)*time.Microsecond; us == 0 || age > watchdogSec {
-			t.Errorf("last watchdog ping %v ago (WatchdogTimestampMonotonic %d), WatchdogSec %v", age, us, watchdogSec)
+		if age := monotonic() - time.Duration(us)*time.Microsecond; us == 0 || age > watchdogInterval {
+			t.Errorf("last watchdog ping %v ago (WatchdogTimestampMonotonic %d), WatchdogSec %v", age, us, watchdogInterval)
 		}
 	})
 
