@@ -1,6 +1,7 @@
 package hostfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,11 @@ func (f *FS) CPUList(rel ...string) (s cpuset.Set, ok bool, err error) {
 	}
 	if err != nil {
 		return cpuset.Set{}, false, err
+	}
+	if string(bytes.TrimSpace(b)) == "(null)" {
+		// A mask the kernel never allocated: nohz_full on kernels built
+		// with NO_HZ_FULL and booted without nohz_full= (6.1 among them).
+		return cpuset.Set{}, true, nil
 	}
 	s, err = cpuset.ParseList(string(b))
 	if err != nil {

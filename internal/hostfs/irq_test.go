@@ -130,3 +130,24 @@ func TestWriteAffinityRefusesEmpty(t *testing.T) {
 		t.Fatalf("mask written as %q", b)
 	}
 }
+
+func TestCPUListNull(t *testing.T) {
+	sys := t.TempDir()
+	dir := filepath.Join(sys, "devices", "system", "cpu")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "online"), []byte("0-3\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "isolated"), []byte("\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "nohz_full"), []byte("(null)\n"), 0o644)
+	h, err := New(Paths{Proc: t.TempDir(), Sys: sys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iso, err := h.IsolatedCPUs()
+	if err != nil || !iso.IsEmpty() {
+		t.Errorf("nohz_full \"(null)\" is the empty set: %v %v", iso, err)
+	}
+	os.WriteFile(filepath.Join(dir, "nohz_full"), []byte("garbage\n"), 0o644)
+	if _, err := h.IsolatedCPUs(); err == nil {
+		t.Error("other garbage is still an error")
+	}
+}

@@ -98,11 +98,15 @@ func Choose(in Inputs) Choice {
 	// No disjoint set: the least NET_RX work, IRQ-free CPUs first, higher
 	// CPU numbers first on ties (CPU 0 carries the most housekeeping).
 	cpus := usable.CPUs()
+	var total float64
+	for _, r := range in.NetRx {
+		total += r
+	}
 	rate := func(cpu int) float64 {
-		if cpu < len(in.NetRx) {
+		if cpu < len(in.NetRx) && total >= minBusyRate {
 			return in.NetRx[cpu]
 		}
-		return 0
+		return 0 // below the floor the rates are noise: they must not move the pin
 	}
 	sort.SliceStable(cpus, func(i, j int) bool {
 		a, b := cpus[i], cpus[j]

@@ -117,3 +117,12 @@ func TestStatic(t *testing.T) {
 		}
 	}
 }
+
+// Below the NET_RX floor the rates are noise: they must not decide (or move) the pin.
+func TestChooseIgnoresNoise(t *testing.T) {
+	a := Choose(Inputs{Online: cpuset.Range(0, 3), IRQCPUs: cpuset.Range(0, 3), MinCPUs: 2, NetRx: []float64{1, 0, 3, 2}})
+	b := Choose(Inputs{Online: cpuset.Range(0, 3), IRQCPUs: cpuset.Range(0, 3), MinCPUs: 2, NetRx: []float64{0, 4, 1, 0}})
+	if !a.CPUs.Equal(b.CPUs) || a.CPUs.String() != "2-3" {
+		t.Errorf("noise moved the choice: %s vs %s", a.CPUs, b.CPUs)
+	}
+}
