@@ -77,7 +77,8 @@ type Metrics struct {
 type IMDS struct {
 	Enabled       string        // enabled: IMDSAuto, IMDSTrue or IMDSFalse
 	Endpoint      string        // endpoint: base URL
-	PollInterval  time.Duration // pollInterval
+	PollInterval  time.Duration // pollInterval: while an event for this VM is listed
+	IdlePoll      time.Duration // idlePollInterval: while none is
 	ResourceName  string        // resourceName: "" = compute.name from instance metadata
 	ApproveFreeze bool          // approveFreeze
 }
@@ -145,6 +146,7 @@ func Default() Config {
 			Enabled:       IMDSAuto,
 			Endpoint:      "http://169.254.169.254",
 			PollInterval:  time.Second,
+			IdlePoll:      5 * time.Second,
 			ResourceName:  "",
 			ApproveFreeze: false,
 		},

@@ -221,7 +221,7 @@ symptoms:
 	want := Default()
 	want.DryRun = true
 	want.Metrics.Listen = ""
-	want.IMDS = IMDS{Enabled: "false", Endpoint: "https://imds.example:8443/", PollInterval: 1500 * time.Millisecond, ResourceName: "12345", ApproveFreeze: true}
+	want.IMDS = IMDS{Enabled: "false", Endpoint: "https://imds.example:8443/", PollInterval: 1500 * time.Millisecond, IdlePoll: 5 * time.Second, ResourceName: "12345", ApproveFreeze: true}
 	want.PauseDetector = PauseDetector{Tick: 100 * time.Millisecond, GapThreshold: 90 * time.Second}
 	want.IRQ.MinSpreadRatio = 1
 	want.IRQ.MaxRepairsPerHour = 16

@@ -70,6 +70,11 @@ func (c Config) Validate() error {
 	v.check("imds.endpoint", endpointProblem(c.IMDS.Endpoint))
 	// IMDS throttles a VM that sends more than a few requests a second.
 	v.duration("imds.pollInterval", c.IMDS.PollInterval, 100*time.Millisecond, "IMDS throttles faster polling")
+	v.duration("imds.idlePollInterval", c.IMDS.IdlePoll, 100*time.Millisecond, "IMDS throttles faster polling")
+	if c.IMDS.IdlePoll > 0 && c.IMDS.IdlePoll < c.IMDS.PollInterval {
+		v.fail("imds.idlePollInterval", fmt.Sprintf("must be at least imds.pollInterval (%s), not %s",
+			formatDuration(c.IMDS.PollInterval), formatDuration(c.IMDS.IdlePoll)))
+	}
 	v.check("imds.resourceName", textProblem(c.IMDS.ResourceName))
 
 	// The pause detector sleeps one tick at a time. Below 10ms it costs CPU and

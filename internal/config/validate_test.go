@@ -222,3 +222,12 @@ func TestValidateZero(t *testing.T) {
 		}
 	}
 }
+
+func TestIdlePollNotBelowPoll(t *testing.T) {
+	c := Default()
+	c.IMDS.PollInterval, c.IMDS.IdlePoll = 2*time.Second, time.Second
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "imds.idlePollInterval: must be at least imds.pollInterval (2s), not 1s") {
+		t.Errorf("got %v", err)
+	}
+}

@@ -98,7 +98,8 @@ func StartFreezeWatch(ctx context.Context, cfg config.Config, h *hostfs.FS, m *m
 		},
 	}
 	w, err := imds.NewWatcher(imds.WatcherConfig{Client: client, Observer: imds.Multi(corr, obs), Logger: log.With("component", "imds"),
-		Clock: clk, PollInterval: cfg.IMDS.PollInterval, ResourceName: cfg.IMDS.ResourceName, ApproveFreeze: cfg.IMDS.ApproveFreeze})
+		Clock: clk, PollInterval: cfg.IMDS.PollInterval, IdlePollInterval: cfg.IMDS.IdlePoll, ResourceName: cfg.IMDS.ResourceName,
+		ApproveFreeze: cfg.IMDS.ApproveFreeze})
 	if err != nil {
 		return FreezeWatch{}, err
 	}

@@ -41,6 +41,7 @@ imds:
   endpoint: %q
   resourceName: %q
   pollInterval: 1s
+  idlePollInterval: 1s
 pauseDetector:
   tick: 250ms
   gapThreshold: 2s

@@ -144,8 +144,13 @@ type WatcherConfig struct {
 	Observer Observer
 	Logger   *slog.Logger
 	Clock    clock.Clock // default clock.Real
-	// PollInterval is the time between polls while IMDS answers.
+	// PollInterval is the time between polls while IMDS answers and an event
+	// for this VM is listed.
 	PollInterval time.Duration
+	// IdlePollInterval is the time between polls while no event for this VM
+	// is listed (0: PollInterval). Events are announced well ahead (15 min
+	// for a Freeze), and each poll wakes the daemon on every node.
+	IdlePollInterval time.Duration
 	// ResourceName is this VM's name as events name it; "" means learn
 	// compute.name from instance metadata (retried until it succeeds; until
 	// then every event counts as this VM's).
@@ -191,6 +196,7 @@ type Watcher struct {
 	log           *slog.Logger
 	clk           clock.Clock
 	interval      time.Duration
+	idle          time.Duration // between polls while no event for this VM is listed
 	maxBackoff    time.Duration
 	slowRetry     time.Duration
 	jitter        func() float64
@@ -237,6 +243,9 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.IdlePollInterval < cfg.PollInterval {
+		cfg.IdlePollInterval = cfg.PollInterval
+	}
 	if cfg.FirstTimeout == 0 {
 		cfg.FirstTimeout = DefaultFirstTimeout
 	}
@@ -257,6 +266,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		log:        cfg.Logger,
 		clk:        cfg.Clock,
 		interval:   cfg.PollInterval,
+		idle:       cfg.IdlePollInterval,
 		maxBackoff: cfg.MaxBackoff,
 		slowRetry:  cfg.SlowRetry,
 		jitter:     cfg.Jitter,
@@ -329,6 +339,9 @@ func (w *Watcher) Poll(ctx context.Context) time.Duration {
 		w.process(resp.Document, since)
 	}
 	w.approvePending(ctx)
+	if len(w.events) == 0 {
+		return w.idle
+	}
 	return w.interval
 }
 

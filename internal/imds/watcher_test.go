@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -618,4 +620,32 @@ func FuzzWatcherDocuments(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Idle polling: the slower interval while no event names this VM, the fast
+// one as soon as one does.
+func TestIdlePollInterval(t *testing.T) {
+	var doc atomic.Value
+	doc.Store(`{"DocumentIncarnation":1,"Events":[]}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(doc.Load().(string)))
+	}))
+	defer srv.Close()
+	c, err := NewClient(ClientConfig{Endpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWatcher(WatcherConfig{Client: c, ResourceName: "vm0", PollInterval: time.Second, IdlePollInterval: 5 * time.Second,
+		Jitter: func() float64 { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := w.Poll(context.Background()); d != 5*time.Second {
+		t.Errorf("no event: next poll in %v, want 5s", d)
+	}
+	doc.Store(`{"DocumentIncarnation":2,"Events":[{"EventId":"E1","EventType":"Freeze","ResourceType":"VirtualMachine",` +
+		`"Resources":["vm0"],"EventStatus":"Scheduled","NotBefore":"Mon, 19 Sep 2016 18:29:47 GMT"}]}`)
+	if d := w.Poll(context.Background()); d != time.Second {
+		t.Errorf("a Freeze for this VM: next poll in %v, want 1s", d)
+	}
 }
