@@ -95,9 +95,12 @@ type Daemon struct {
 	pend  *pending
 	ready bool
 	busy  bool // a repair goroutine is running (main loop only)
-	kube  kubeletState
-	w     watchers
-	rep   *irq.Report // the latest IRQ report (main loop only)
+	// waiting are VM pauses whose check found the running repair: they take
+	// its outcome.
+	waiting []pending
+	kube    kubeletState
+	w       watchers
+	rep     *irq.Report // the latest IRQ report (main loop only)
 }
 
 type pending struct {
@@ -210,7 +213,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-ctx.Done():
 			return d.shutdown(srv)
 		case <-ticker.C():
-			d.runCheck(ctx, pending{reason: "timer"})
+			d.runCheck(ctx, pending{reason: reasonTimer})
 		case <-settle.C():
 			if p := d.pend; p != nil && !clk.Now().Before(p.at) {
 				d.pend = nil
@@ -395,12 +398,28 @@ func (d *Daemon) readIrqbalanceVersion() {
 	}
 }
 
+// Reasons of the periodic IRQ check (the TRIGGER of what it logs).
+const (
+	reasonTimer        = "timer"
+	reasonTimerRecheck = "timer (re-check)"
+)
+
 // runCheck runs the IRQ check in the main loop and, on a problem, proposes
 // a repair.
 func (d *Daemon) runCheck(ctx context.Context, p pending) {
 	start := time.Now()
 	rep := d.checker.Run(ctx)
 	d.d.Metrics.ObserveCheckDuration(irq.Name, time.Since(start))
+	if p.reason == reasonTimer && rep.Status == check.Problem && d.last.status != check.Problem && d.cfg.IRQ.SettleDelay > 0 {
+		// A periodic check that fell due during a VM pause runs the moment
+		// the VM resumes, before the pause detector reports the pause. A
+		// new problem it sees is judged after irq.settleDelay, as after any
+		// resume: the pause's own check, when one comes, takes it over.
+		if d.pend == nil {
+			d.schedule(pending{reason: reasonTimerRecheck})
+		}
+		return
+	}
 	d.record(rep)
 	if rep.Status == check.Problem && rep.Status != d.last.status {
 		d.log.Warn("IRQ spread problem: "+rep.Message, logging.Msg(logging.MsgIRQSpreadProblem),

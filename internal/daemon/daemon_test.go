@@ -440,6 +440,42 @@ func TestPausePipelineRepairsAndTimes(t *testing.T) {
 	})
 }
 
+// A periodic check that fell due during a VM pause runs as the VM resumes,
+// before the pause detector reports the pause: the new problem it sees waits
+// for irq.settleDelay, and the pause's check takes it over (one repair, timed
+// from the resume).
+func TestOverdueTimerCheckWaitsForThePause(t *testing.T) {
+	resumes := make(chan freeze.Resume, 4)
+	host := hostfixture.Host{CPUs: 4, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1}}}
+	r := newRig(t, host, nil, nil)
+	r.d.d.Resumes = resumes
+	r.start()
+	for _, m := range r.masks() { // the pause collapses the IRQs onto CPU 3
+		irqN, _, _ := strings.Cut(m, "=")
+		os.WriteFile(filepath.Join(r.paths.Proc, "irq", irqN, "smp_affinity"), []byte("8"), 0o644)
+	}
+	checks := func() float64 { return histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds") }
+	before := checks()
+	r.clk.Advance(time.Minute) // the periodic check, at the resume
+	r.until("the periodic check", func() bool { return checks() == before+1 })
+	time.Sleep(20 * time.Millisecond)
+	if n := r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess); n != 0 || strings.Contains(r.logs.String(), "IRQ spread problem") {
+		t.Fatalf("the periodic check at the resume judged at once (%v repairs):\n%s", n, r.logs.String())
+	}
+	resumes <- freeze.Resume{At: r.clk.Now(), Length: 5 * time.Second, Source: freeze.SourceClock}
+	r.until("the pause", func() bool { return strings.Contains(r.logs.String(), "VM pause of 5.0s") })
+	r.clk.Advance(5 * time.Second) // settleDelay
+	r.until("the pause's repair", func() bool {
+		return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeRepaired) == 1
+	})
+	if n := r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess); n != 1 {
+		t.Errorf("%v repairs, want 1", n)
+	}
+	if !strings.Contains(r.logs.String(), `trigger="timer (re-check), vm pause (clock)"`) {
+		t.Errorf("the problem is judged once, by the check after the pause:\n%s", r.logs.String())
+	}
+}
+
 func TestPauseAlreadyOKAndIMDSFallbackNotTimed(t *testing.T) {
 	resumes := make(chan freeze.Resume, 4)
 	host := hostfixture.Host{CPUs: 4, NICs: []hostfixture.NIC{{Name: "eth0", Driver: "mlx5_core", Queues: 4, NUMANode: -1}}}
@@ -602,4 +638,24 @@ func TestSoftirqSaturationTriggersACheck(t *testing.T) {
 	if !strings.Contains(r.logs.String(), "cpus=2") {
 		t.Errorf("the entry names the CPU:\n%s", r.logs.String())
 	}
+}
+
+// A pause whose check lands while a repair (started by another trigger) is
+// verifying takes that repair's outcome instead of being lost.
+func TestPauseDuringRunningRepairGetsItsOutcome(t *testing.T) {
+	resumes := make(chan freeze.Resume, 2)
+	r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.SettleDelay = 0 },
+		func(f *systemd.Fake) { f.AddService(irqbalance.Unit) })
+	r.d.d.Resumes = resumes
+	r.clk.Advance(10 * time.Minute)
+	r.start() // the start check restarts irqbalance; the fixture stays skewed, so verification runs on
+	r.until("the restart", func() bool { return len(r.units.CallsTo("Restart")) == 1 })
+	resumes <- freeze.Resume{At: r.clk.Now(), Length: 3 * time.Second, Source: freeze.SourceClock}
+	r.until("the pause", func() bool { return strings.Contains(r.logs.String(), "VM pause of 3.0s") })
+	r.untilAdvancing("the verify timeout", true, func() bool {
+		return r.remediations(metrics.ActionIrqbalanceRestart, metrics.ResultVerifyTimeout) == 1
+	})
+	r.until("the pause's outcome", func() bool {
+		return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeFailed) == 1
+	})
 }

@@ -82,7 +82,12 @@ func (d *Daemon) chooseRepair(ctx context.Context) choice {
 // allowed, runs it in the background.
 func (d *Daemon) proposeRepair(ctx context.Context, rep *irq.Report, p pending) {
 	if d.busy {
-		return // the running repair verifies the spread itself
+		// The running repair verifies the spread; pauses whose check landed
+		// meanwhile get its outcome.
+		if len(p.pauses) > 0 {
+			d.waiting = append(d.waiting, p)
+		}
+		return
 	}
 	c := d.chooseRepair(ctx)
 	if c.action == "" {
@@ -252,13 +257,16 @@ func (d *Daemon) finishRepair(r repairResult) {
 	}
 	d.last.skip = ""
 	d.addAction(state.Action{Action: r.action, Result: r.result, Detail: r.detail, Trigger: r.trigger.reason, Seconds: r.took.Seconds()})
-	if len(r.trigger.pauses) > 0 {
-		outcome := metrics.OutcomeRepaired
-		if !ok {
-			outcome = metrics.OutcomeFailed
-		}
-		d.pauseVerified(r.trigger, outcome, d.d.Clock.Now())
+	outcome := metrics.OutcomeRepaired
+	if !ok {
+		outcome = metrics.OutcomeFailed
 	}
+	for _, p := range append([]pending{r.trigger}, d.waiting...) {
+		if len(p.pauses) > 0 {
+			d.pauseVerified(p, outcome, d.d.Clock.Now())
+		}
+	}
+	d.waiting = nil
 	d.status()
 }
 
