@@ -338,6 +338,18 @@ wait_until reloaded 15 has_msg "configuration reloaded" || problem "no reload in
 compaction_ok() { nodekeeper check compaction >/dev/null 2>&1; }
 wait_until compaction_check 30 compaction_ok || problem "check compaction: $(nodekeeper check compaction)"
 
+# 9b. Without irqbalance the daemon spreads the queue IRQs itself: the
+# hardened unit must be able to write /proc/irq.
+systemctl mask --now irqbalance.service >/dev/null 2>&1 || problem "mask irqbalance"
+while read -r n name; do
+	echo 0 >"/proc/irq/$n/smp_affinity_list" || problem "skew IRQ $n ($name) onto CPU 0"
+done < <(queue_irqs)
+masks skewed_again
+wait_until own_spread 60 has_msg "IRQ masks written" || problem "no spread of our own with irqbalance masked"
+spread_ok() { nodekeeper check irq >/dev/null 2>&1; }
+wait_until own_spread_verified 20 spread_ok || problem "check irq after our own spread: $(nodekeeper check irq)"
+masks spread_by_nodekeeper
+
 # 10. The witnesses.
 nodekeeper check all >"$OUT/check-all.txt" 2>&1
 echo "check_all_exit=$?"
@@ -794,6 +806,7 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		{"nodekeeper_scheduled_events_total", []string{`type="Freeze"`}, 1, false},
 		{"nodekeeper_pause_to_verified_seconds_count", []string{`outcome="repaired"`}, 1, false},
 		{"nodekeeper_remediations_total", []string{`action="irqbalance_restart"`, `result="success"`}, 1, true},
+		{"nodekeeper_remediations_total", []string{`action="irq_spread"`, `result="success"`}, 1, true},
 		{"nodekeeper_compactions_total", []string{`reason="fragmentation"`, `result="success"`}, 1, true},
 		{"nodekeeper_imds_up", nil, 1, false},
 	} {
