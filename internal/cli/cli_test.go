@@ -114,7 +114,11 @@ func TestCheckFastOnLargeNode(t *testing.T) {
 	p := h.MustBuild(t)
 	start := time.Now()
 	code, out, _ := run(t, append([]string{"check", "irq"}, rootArgs(p)...)...)
-	if d := time.Since(start); code != 0 || d > 2*time.Second {
+	d := time.Since(start)
+	t.Logf("check irq on 192 CPUs / 964 IRQs / 64 queues: %v", d)
+	// The contract's budget is 100 ms; the bound here is loose because test
+	// machines are shared, the benchmark in internal/irq measures it.
+	if code != 0 || d > 2*time.Second {
 		t.Errorf("exit %d %q in %v", code, out, d)
 	}
 }
