@@ -47,6 +47,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 
+	"github.com/nodekeeper/nodekeeper/internal/testenv/hostlock"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/irqsnap"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
 )
@@ -148,18 +149,9 @@ func Require(t testing.TB) string {
 	return rootfs
 }
 
-// boxMu serializes containers within this process; a lock file serializes them
-// across processes.
-var (
-	boxMu   sync.Mutex
-	lockDir = func() string {
-		if fi, err := os.Stat("/run/lock"); err == nil && fi.IsDir() {
-			return "/run/lock"
-		}
-		return os.TempDir()
-	}()
-	cgroupSeq int
-)
+// cgroupSeq numbers this process's container cgroups; one container runs at a
+// time (lockBox), so Boot is its only writer.
+var cgroupSeq int
 
 // Boot boots a container (see Require for when it skips instead) and returns
 // once its systemd reports running or degraded and its system bus socket
@@ -266,48 +258,7 @@ func Boot(t testing.TB, opts Options) *Container {
 }
 
 func lockBox(ctx context.Context) (func(), error) {
-	locked := make(chan struct{})
-	go func() {
-		boxMu.Lock()
-		close(locked)
-	}()
-	select {
-	case <-locked:
-	case <-ctx.Done():
-		go func() { <-locked; boxMu.Unlock() }()
-		return nil, fmt.Errorf("wait for another container of this process: %w", ctx.Err())
-	}
-	path := filepath.Join(lockDir, "nodekeeper-test-nspawn.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		boxMu.Unlock()
-		return nil, err
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			boxMu.Unlock()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			boxMu.Unlock()
-			return nil, fmt.Errorf("wait for the container of another process (%s): %w", path, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.Close()
-			boxMu.Unlock()
-		})
-	}, nil
+	return hostlock.Acquire(ctx, "nspawn", 50*time.Millisecond)
 }
 
 func nspawnArgs(rootfs, name string, opts Options) ([]string, error) {
@@ -416,7 +367,7 @@ func (c *Container) makeCgroups() error {
 	if err != nil {
 		return err
 	}
-	cgroupSeq++ // guarded by boxMu, held by Boot
+	cgroupSeq++ // one Boot at a time: lockBox is held
 	name := fmt.Sprintf("%s%d-%d", cgroupPrefix, os.Getpid(), cgroupSeq)
 	for _, root := range roots {
 		entries, _ := os.ReadDir(root)

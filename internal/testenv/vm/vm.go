@@ -47,8 +47,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/nodekeeper/nodekeeper/internal/testenv/hostlock"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
 )
 
@@ -185,18 +184,6 @@ func Require(t testing.TB) Image {
 	}
 	return img
 }
-
-// vmMu serializes VMs within this process; a lock file serializes them across
-// processes.
-var (
-	vmMu    sync.Mutex
-	lockDir = func() string {
-		if fi, err := os.Stat("/run/lock"); err == nil && fi.IsDir() {
-			return "/run/lock"
-		}
-		return os.TempDir()
-	}()
-)
 
 // Run boots a VM with opts.Payload (see Require for when it skips instead),
 // waits until the payload has run and the guest has powered off, and returns
@@ -371,48 +358,7 @@ func payloadTimeout(total time.Duration) time.Duration {
 }
 
 func lockVM(ctx context.Context) (func(), error) {
-	locked := make(chan struct{})
-	go func() {
-		vmMu.Lock()
-		close(locked)
-	}()
-	select {
-	case <-locked:
-	case <-ctx.Done():
-		go func() { <-locked; vmMu.Unlock() }()
-		return nil, fmt.Errorf("wait for another VM of this process: %w", ctx.Err())
-	}
-	path := filepath.Join(lockDir, "nodekeeper-test-vm.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		vmMu.Unlock()
-		return nil, err
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			vmMu.Unlock()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			vmMu.Unlock()
-			return nil, fmt.Errorf("wait for the VM of another process (%s): %w", path, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.Close()
-			vmMu.Unlock()
-		})
-	}, nil
+	return hostlock.Acquire(ctx, "vm", 200*time.Millisecond)
 }
 
 // makePayloadDisk writes files below dir and makes an ext4 image of them.
