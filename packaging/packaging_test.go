@@ -686,7 +686,7 @@ func TestUnitSecurityExposure(t *testing.T) {
 	unit, _ := os.ReadFile(repo("systemd/nodekeeper.service"))
 	for _, line := range []string{"Type=notify", "NotifyAccess=main", "WatchdogSec=120s", "Restart=on-failure",
 		"Before=kubelet.service", "ExecReload=/bin/kill -HUP $MAINPID", "RuntimeDirectory=nodekeeper",
-		"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=CAP_SYS_NICE",
+		"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=CAP_SYS_NICE CAP_DAC_OVERRIDE",
 		"RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6"} {
 		if !slices.Contains(strings.Split(string(unit), "\n"), line) {
 			t.Errorf("nodekeeper.service lacks %q", line)
