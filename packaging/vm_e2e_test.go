@@ -599,37 +599,7 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	if res == nil {
 		t.Fatal(err)
 	}
-	t.Logf("payload output:\n%s", res.Output)
-	o := parseE2EOutput(res.Output)
-	journal := parseJournal(t, res.Files["journal.json"])
-	var own []journalEntry // the daemon's own entries
-	for _, e := range journal {
-		if e["_SYSTEMD_UNIT"] == "nodekeeper.service" {
-			own = append(own, e)
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("journal of nodekeeper.service (%d entries, %d the daemon's):\n%s", len(journal), len(own), formatEntries(journal))
-			for _, f := range []string{"install.log", "dpkg-remove.log", "check-all.txt", "fakeimds.log", "nodekeeper-status.txt"} {
-				if b, ok := res.Files[f]; ok {
-					t.Logf("%s:\n%s", f, b)
-				}
-			}
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fails := o["fail"]; len(fails) > 0 {
-		t.Fatalf("the scenario stopped in the guest: %s", strings.Join(fails, "; "))
-	}
-	for _, pr := range o["problem"] {
-		t.Errorf("in the guest: %s", pr)
-	}
-	if res.ExitCode != 0 {
-		t.Errorf("run.sh exit code %d, want 0", res.ExitCode)
-	}
+	o, journal, own := guestRun(t, res, err, "install.log", "dpkg-remove.log", "check-all.txt", "fakeimds.log", "nodekeeper-status.txt")
 
 	// The install step and the start.
 	o.want(t, "nproc", "4", "install_exit", "0", "after_install_enabled", "enabled", "after_install_active", "inactive",
@@ -892,4 +862,43 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		res.BootSeconds, res.GuestUptime, o.float(t, "install_seconds"), o.float(t, "start_seconds"), compaction, resumeToVerified,
 		cpuEnd, o.one(t, "nk_alive_seconds"), cpuReady, cpuEnd-cpuReady, span, 100*(cpuEnd-cpuReady)/span,
 		int(o.float(t, "nk_rss_kib")), placed, skewed, irqEnd, kube, res.Duration.Seconds())
+}
+
+// guestRun parses a payload's results, prints them and the daemon's journal
+// (with the listed output files) when the test fails, and fails the test on
+// a stopped scenario, a reported problem or a non-zero exit of run.sh.
+func guestRun(t *testing.T, res *vm.Result, err error, files ...string) (e2eOutput, []journalEntry, []journalEntry) {
+	t.Helper()
+	t.Logf("payload output:\n%s", res.Output)
+	o := parseE2EOutput(res.Output)
+	journal := parseJournal(t, res.Files["journal.json"])
+	var own []journalEntry // the daemon's own entries
+	for _, e := range journal {
+		if e["_SYSTEMD_UNIT"] == "nodekeeper.service" {
+			own = append(own, e)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("journal of nodekeeper.service (%d entries, %d the daemon's):\n%s", len(journal), len(own), formatEntries(journal))
+			for _, f := range files {
+				if b, ok := res.Files[f]; ok {
+					t.Logf("%s:\n%s", f, b)
+				}
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fails := o["fail"]; len(fails) > 0 {
+		t.Fatalf("the scenario stopped in the guest: %s", strings.Join(fails, "; "))
+	}
+	for _, pr := range o["problem"] {
+		t.Errorf("in the guest: %s", pr)
+	}
+	if res.ExitCode != 0 {
+		t.Errorf("run.sh exit code %d, want 0", res.ExitCode)
+	}
+	return o, journal, own
 }

@@ -252,37 +252,7 @@ func TestVMPackageCgroupV1Pin(t *testing.T) {
 	if res == nil {
 		t.Fatal(err)
 	}
-	t.Logf("payload output:\n%s", res.Output)
-	o := parseE2EOutput(res.Output)
-	journal := parseJournal(t, res.Files["journal.json"])
-	var own []journalEntry
-	for _, e := range journal {
-		if e["_SYSTEMD_UNIT"] == "nodekeeper.service" {
-			own = append(own, e)
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("journal of nodekeeper.service (%d entries, %d the daemon's):\n%s", len(journal), len(own), formatEntries(journal))
-			for _, f := range []string{"install.log", "dpkg-remove.log", "check-kubelet.txt", "nodekeeper-status.txt", "state.json"} {
-				if b, ok := res.Files[f]; ok {
-					t.Logf("%s:\n%s", f, b)
-				}
-			}
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fails := o["fail"]; len(fails) > 0 {
-		t.Fatalf("the scenario stopped in the guest: %s", strings.Join(fails, "; "))
-	}
-	for _, pr := range o["problem"] {
-		t.Errorf("in the guest: %s", pr)
-	}
-	if res.ExitCode != 0 {
-		t.Errorf("run.sh exit code %d, want 0", res.ExitCode)
-	}
+	o, journal, own := guestRun(t, res, err, "install.log", "dpkg-remove.log", "check-kubelet.txt", "nodekeeper-status.txt", "state.json")
 
 	// The guest runs the v1/hybrid hierarchy.
 	o.want(t, "nproc", "4", "root_controllers", "absent", "cpuset_dir", "present", "root_cpuset_cpus", "0-3",
