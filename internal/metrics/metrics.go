@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,9 +140,9 @@ type Metrics struct {
 	buildInfo          *prometheus.GaugeVec
 
 	mu         sync.Mutex // guards the series sets below and imdsOnline
-	nicSeries  map[[3]string]bool
-	vmbus      map[[2]string]bool
-	unusable   map[[2]string]bool
+	nicSeries  gaugeSet
+	vmbus      gaugeSet
+	unusable   gaugeSet
 	build      [2]string
 	imdsOnline bool
 
@@ -163,10 +164,7 @@ type Metrics struct {
 // known yet) and check statuses (absent until a check ran) are not.
 func New() *Metrics {
 	m := &Metrics{
-		reg:       prometheus.NewRegistry(),
-		nicSeries: map[[3]string]bool{},
-		vmbus:     map[[2]string]bool{},
-		unusable:  map[[2]string]bool{},
+		reg: prometheus.NewRegistry(),
 	}
 	m.checkStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "check_status",
@@ -329,21 +327,13 @@ type NICIRQ struct {
 func (m *Metrics) SetNICIRQs(irqs []NICIRQ) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next := make(map[[3]string]bool, len(irqs))
-	for _, q := range irqs {
-		if q.CPU < 0 {
-			continue
+	m.nicSeries.replace(m.nicIRQCPU, func(set func(float64, ...string)) {
+		for _, q := range irqs {
+			if q.CPU >= 0 {
+				set(float64(q.CPU), q.Interface, q.Queue, strconv.Itoa(q.IRQ))
+			}
 		}
-		k := [3]string{q.Interface, q.Queue, strconv.Itoa(q.IRQ)}
-		m.nicIRQCPU.WithLabelValues(k[:]...).Set(float64(q.CPU))
-		next[k] = true
-	}
-	for k := range m.nicSeries {
-		if !next[k] {
-			m.nicIRQCPU.DeleteLabelValues(k[:]...)
-		}
-	}
-	m.nicSeries = next
+	})
 }
 
 // VMBusChannel is one channel of an Azure synthetic NIC and its target CPU.
@@ -358,21 +348,13 @@ type VMBusChannel struct {
 func (m *Metrics) SetVMBusChannels(chans []VMBusChannel) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next := make(map[[2]string]bool, len(chans))
-	for _, c := range chans {
-		if c.CPU < 0 {
-			continue
+	m.vmbus.replace(m.vmbusChannelCPU, func(set func(float64, ...string)) {
+		for _, c := range chans {
+			if c.CPU >= 0 {
+				set(float64(c.CPU), c.Interface, c.Channel)
+			}
 		}
-		k := [2]string{c.Interface, c.Channel}
-		m.vmbusChannelCPU.WithLabelValues(k[:]...).Set(float64(c.CPU))
-		next[k] = true
-	}
-	for k := range m.vmbus {
-		if !next[k] {
-			m.vmbusChannelCPU.DeleteLabelValues(k[:]...)
-		}
-	}
-	m.vmbus = next
+	})
 }
 
 // IncScheduledEvent counts one distinct scheduled event for this VM (call it
@@ -471,18 +453,31 @@ type UnusableIndex struct {
 func (m *Metrics) SetMemoryUnusableIndexes(idx []UnusableIndex) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next := make(map[[2]string]bool, len(idx))
-	for _, u := range idx {
-		k := [2]string{strconv.Itoa(u.Node), u.Zone}
-		m.unusableIndex.WithLabelValues(k[:]...).Set(u.Index)
-		next[k] = true
-	}
-	for k := range m.unusable {
-		if !next[k] {
-			m.unusableIndex.DeleteLabelValues(k[:]...)
+	m.unusable.replace(m.unusableIndex, func(set func(float64, ...string)) {
+		for _, u := range idx {
+			set(u.Index, strconv.Itoa(u.Node), u.Zone)
+		}
+	})
+}
+
+// gaugeSet remembers which series of a GaugeVec were set last time, so that a
+// setter can replace the whole set at once: series not set again (an IRQ, a
+// channel, a zone that went away) are deleted instead of lingering. When the
+// same labels are set twice, the last value counts.
+type gaugeSet map[string][]string
+
+func (g *gaugeSet) replace(vec *prometheus.GaugeVec, fill func(set func(v float64, labels ...string))) {
+	next := make(gaugeSet, len(*g))
+	fill(func(v float64, labels ...string) {
+		vec.WithLabelValues(labels...).Set(v)
+		next[strings.Join(labels, "\xff")] = labels
+	})
+	for k, labels := range *g {
+		if _, ok := next[k]; !ok {
+			vec.DeleteLabelValues(labels...)
 		}
 	}
-	m.unusable = next
+	*g = next
 }
 
 // ObserveCompaction records one compaction of NUMA node: counted by reason
