@@ -20,15 +20,8 @@ die() { printf 'test-deps: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (apt-get install)"
 command -v apt-get >/dev/null || die "apt-get not found: only Debian-based hosts are supported"
 
-installed() {
-	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
-}
-
-has_candidate() {
-	local c
-	c=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2; exit}')
-	[ -n "$c" ] && [ "$c" != "(none)" ]
-}
+# shellcheck source=scripts/apt-lib.sh
+. "$(dirname "$0")/apt-lib.sh"
 
 # pids_of COMM: PIDs of processes whose comm is exactly COMM.
 pids_of() {
@@ -41,10 +34,7 @@ pids_of() {
 	done
 }
 
-missing=()
-for p in "${PKGS[@]}"; do
-	installed "$p" || missing+=("$p")
-done
+missing_packages "${PKGS[@]}"
 if [ "${#missing[@]}" -eq 0 ]; then
 	log "already installed: ${PKGS[*]}"
 	exit 0
@@ -74,30 +64,7 @@ else
 	log "created temporary $POLICY (exit 101: no service starts)"
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-apt_install() {
-	apt-get install -y -q --no-install-recommends \
-		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
-}
-
-updated=0
-for p in "${missing[@]}"; do
-	if ! has_candidate "$p"; then
-		log "no install candidate for $p: running apt-get update"
-		apt-get update -q
-		updated=1
-		break
-	fi
-done
-
-start=$(date +%s)
-if ! apt_install "${missing[@]}"; then
-	[ "$updated" -eq 0 ] || die "apt-get install failed"
-	log "install failed with the current package lists: running apt-get update and retrying"
-	apt-get update -q
-	apt_install "${missing[@]}"
-fi
-log "installed ${missing[*]} in $(($(date +%s) - start)) s"
+install_packages "${missing[@]}"
 
 # Stop whatever the install started anyway, by PID only.
 for c in "${WATCH_COMMS[@]}"; do
