@@ -22,6 +22,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/hostfixture"
 )
@@ -658,4 +659,16 @@ func TestPauseDuringRunningRepairGetsItsOutcome(t *testing.T) {
 	r.until("the pause's outcome", func() bool {
 		return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeFailed) == 1
 	})
+}
+
+// With the symptom watcher's rates at hand, kubelet's choice uses them
+// instead of reading /proc/softirqs again.
+func TestKubeletUsesTheWatchersNetRx(t *testing.T) {
+	r := newRig(t, kubeletHost(), nil, nil)
+	r.d.w.snap = symptoms.Snapshot{Ready: true, CPUs: []symptoms.CPUSignal{{CPU: 0, NetRxPerSecond: 10}, {CPU: 3, NetRxPerSecond: 4000}}}
+	os.Remove(filepath.Join(r.paths.Proc, "softirqs")) // a read here would fail
+	r.d.sampleNetRx()
+	if got := r.d.kube.rates; len(got) != 4 || got[3] != 4000 || got[0] != 10 {
+		t.Errorf("rates %v, want the watcher's", got)
+	}
 }

@@ -49,8 +49,20 @@ func (d *Daemon) pinner() *kubelet.Pinner {
 	return &kubelet.Pinner{FS: d.d.FS, Units: d.units, Unit: d.cfg.Kubelet.Unit, Mode: d.kube.mode}
 }
 
-// sampleNetRx updates the NET_RX rates from one read of /proc/softirqs.
+// sampleNetRx updates the NET_RX rates per CPU. The symptom watcher already
+// reads /proc/softirqs every tick: its rates over the window are used when it
+// has them, and /proc/softirqs is read here only when it has none.
 func (d *Daemon) sampleNetRx() {
+	if snap := d.w.snap; snap.Ready && len(snap.CPUs) > 0 {
+		rates := make([]float64, snap.CPUs[len(snap.CPUs)-1].CPU+1)
+		for _, c := range snap.CPUs {
+			if c.CPU >= 0 && c.CPU < len(rates) {
+				rates[c.CPU] = c.NetRxPerSecond
+			}
+		}
+		d.kube.rates, d.kube.netrx = rates, nil
+		return
+	}
 	counts, err := kubelet.NetRxCounts(d.d.FS)
 	if err != nil {
 		return
