@@ -1,0 +1,171 @@
+package latency
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// netRxSoftirq is NET_RX_SOFTIRQ's vector number (include/linux/interrupt.h).
+const netRxSoftirq = 3
+
+// maxKey is the key of the per-CPU largest delay in the histogram map.
+const maxKey = NumBuckets
+
+// Probe is the loaded and attached pair of programs.
+type Probe struct {
+	coll  *ebpf.Collection
+	links []link.Link
+}
+
+// Open loads both programs and attaches them to the raw tracepoints. The
+// error says why when the kernel or the process's capabilities do not allow
+// it (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on older kernels).
+func Open() (*Probe, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("cannot raise the locked-memory limit for eBPF maps: %w", err)
+	}
+	coll, err := ebpf.NewCollection(spec())
+	if err != nil {
+		return nil, fmt.Errorf("cannot load the softirq latency programs: %w", err)
+	}
+	p := &Probe{coll: coll}
+	for _, tp := range []struct{ name, prog string }{{"softirq_raise", "raise"}, {"softirq_entry", "entry"}} {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: coll.Programs[tp.prog]})
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("cannot attach to the %s tracepoint: %w", tp.name, err)
+		}
+		p.links = append(p.links, l)
+	}
+	return p, nil
+}
+
+// Close detaches the programs and frees the maps.
+func (p *Probe) Close() error {
+	var errs []error
+	for _, l := range p.links {
+		errs = append(errs, l.Close())
+	}
+	p.coll.Close()
+	return errors.Join(errs...)
+}
+
+// Read returns every possible CPU's counters and resets the per-CPU largest
+// delay, so that the next read's maximum belongs to its own window.
+func (p *Probe) Read() ([]CPUCounts, error) {
+	m := p.coll.Maps["hist"]
+	var out []CPUCounts
+	var vals []uint64
+	for key := uint32(0); key <= maxKey; key++ {
+		if err := m.Lookup(key, &vals); err != nil {
+			return nil, fmt.Errorf("cannot read the softirq latency histogram: %w", err)
+		}
+		if out == nil {
+			out = make([]CPUCounts, len(vals))
+		}
+		for cpu, v := range vals[:min(len(vals), len(out))] {
+			if key == maxKey {
+				out[cpu].MaxNS = v
+			} else {
+				out[cpu].Buckets[key] = v
+			}
+		}
+	}
+	zero := make([]uint64, len(out))
+	if err := m.Put(uint32(maxKey), zero); err != nil {
+		return nil, fmt.Errorf("cannot reset the softirq latency maximum: %w", err)
+	}
+	return out, nil
+}
+
+// spec is the two programs and their maps. Registers: R1 the raw tracepoint
+// context (args[0] is the softirq vector), R6–R9 survive helper calls.
+func spec() *ebpf.CollectionSpec {
+	exit := []asm.Instruction{asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"), asm.Return()}
+	lookup := func(mapName string, keyOff int16) []asm.Instruction {
+		return []asm.Instruction{
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, int32(keyOff)),
+			asm.LoadMapPtr(asm.R1, 0).WithReference(mapName),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "exit"),
+		}
+	}
+	netRxOnly := []asm.Instruction{
+		asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord),
+		asm.JNE.Imm(asm.R2, netRxSoftirq, "exit"),
+		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+	}
+
+	// raise: remember when NET_RX was first raised on this CPU and not yet served.
+	raise := append(asm.Instructions{}, netRxOnly...)
+	raise = append(raise, lookup("pending", -4)...)
+	raise = append(raise,
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.JNE.Imm(asm.R1, 0, "exit"), // an earlier raise still waits: keep its time
+		asm.Mov.Reg(asm.R6, asm.R0),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.R6, 0, asm.R0, asm.DWord),
+	)
+	raise = append(raise, exit...)
+
+	// entry: the softirq runs now; count now − raise in its log2 bucket.
+	entry := append(asm.Instructions{}, netRxOnly...)
+	entry = append(entry, lookup("pending", -4)...)
+	entry = append(entry,
+		asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord),
+		asm.JEq.Imm(asm.R7, 0, "exit"), // raised before the programs were attached
+		asm.Mov.Imm(asm.R1, 0),
+		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord), // served
+		asm.FnKtimeGetNs.Call(),
+		asm.JLT.Reg(asm.R0, asm.R7, "exit"),
+		asm.Sub.Reg(asm.R0, asm.R7),
+		asm.Mov.Reg(asm.R6, asm.R0), // R6 = delay in ns
+		asm.Mov.Imm(asm.R8, 0),      // R8 = floor(log2(delay))
+		asm.Mov.Reg(asm.R9, asm.R6),
+	)
+	shifts := []int32{32, 16, 8, 4, 2, 1}
+	for i, s := range shifts {
+		next := fmt.Sprintf("log2_%d", i+1)
+		ld := asm.LoadImm(asm.R1, int64(1)<<s, asm.DWord)
+		if i > 0 {
+			ld = ld.WithSymbol(fmt.Sprintf("log2_%d", i))
+		}
+		entry = append(entry, ld,
+			asm.JLT.Reg(asm.R9, asm.R1, next),
+			asm.RSh.Imm(asm.R9, s),
+			asm.Add.Imm(asm.R8, s),
+		)
+	}
+	entry = append(entry, asm.StoreMem(asm.RFP, -8, asm.R8, asm.Word).WithSymbol(fmt.Sprintf("log2_%d", len(shifts))))
+	entry = append(entry, lookup("hist", -8)...)
+	entry = append(entry,
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+		asm.StoreImm(asm.RFP, -8, maxKey, asm.Word),
+	)
+	entry = append(entry, lookup("hist", -8)...)
+	entry = append(entry,
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.JGE.Reg(asm.R1, asm.R6, "exit"),
+		asm.StoreMem(asm.R0, 0, asm.R6, asm.DWord),
+	)
+	entry = append(entry, exit...)
+
+	return &ebpf.CollectionSpec{
+		Maps: map[string]*ebpf.MapSpec{
+			"pending": {Name: "nk_rx_pending", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 1},
+			"hist":    {Name: "nk_rx_hist", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: maxKey + 1},
+		},
+		Programs: map[string]*ebpf.ProgramSpec{
+			"raise": {Name: "nk_rx_raise", Type: ebpf.RawTracepoint, License: "GPL", Instructions: raise},
+			"entry": {Name: "nk_rx_entry", Type: ebpf.RawTracepoint, License: "GPL", Instructions: entry},
+		},
+	}
+}
