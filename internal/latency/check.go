@@ -26,7 +26,9 @@ type Config struct {
 }
 
 // DefaultConfig is the contract's defaults.
-func DefaultConfig() Config { return Config{Window: 10 * time.Second, P99Problem: 10 * time.Millisecond} }
+func DefaultConfig() Config {
+	return Config{Window: 10 * time.Second, P99Problem: 10 * time.Millisecond}
+}
 
 // Report is `check latency`'s JSON object.
 type Report struct {

@@ -177,4 +177,3 @@ func FuzzStats(f *testing.F) {
 		}
 	})
 }
-
