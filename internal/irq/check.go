@@ -7,6 +7,7 @@ package irq
 import (
 	"context"
 	"fmt"
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"math"
 	"sort"
 	"strings"
@@ -160,7 +161,7 @@ func (c *Checker) Run(ctx context.Context) *Report {
 			if seen, ok := c.vfSeen[nic.Interface]; ok && now.Sub(seen) >= c.opts.VFMissingAfter {
 				gone := now.Sub(seen).Round(time.Second)
 				v.Status, v.VFMissingFor = check.Problem, gone.String()
-				v.Message = fmt.Sprintf("accelerated networking VF of %s missing for %s", nic.Interface, gone)
+				v.Message = fmt.Sprintf("accelerated networking VF of %s missing for %s", printable.Escape(nic.Interface), gone)
 			}
 		}
 		if len(irqs) == 0 && v.Status == check.OK {
@@ -220,12 +221,12 @@ func Judge(iface string, irqs []NICIRQ, eligible cpuset.Set, ratio float64) Inte
 	distinct := v.CPUsUsed.Len()
 	switch {
 	case e <= 1:
-		v.Message = fmt.Sprintf("%d NIC IRQs of %s: one eligible CPU, nothing to spread", n, iface)
+		v.Message = fmt.Sprintf("%d NIC IRQs of %s: one eligible CPU, nothing to spread", n, printable.Escape(iface))
 	case distinct < v.ExpectedMinCPUs || v.MaxOnOneCPU >= v.MaxAllowed:
 		v.Status = check.Problem
-		v.Message = fmt.Sprintf("%d NIC IRQs of %s on %d of %d CPUs (%s)", n, iface, distinct, e, v.CPUsUsed.List())
+		v.Message = fmt.Sprintf("%d NIC IRQs of %s on %d of %d CPUs (%s)", n, printable.Escape(iface), distinct, e, v.CPUsUsed.List())
 	default:
-		v.Message = fmt.Sprintf("%d NIC IRQs of %s on %d of %d CPUs", n, iface, distinct, e)
+		v.Message = fmt.Sprintf("%d NIC IRQs of %s on %d of %d CPUs", n, printable.Escape(iface), distinct, e)
 	}
 	v.Message = check.Short(v.Message)
 	return v
@@ -257,7 +258,7 @@ func summarize(vs []InterfaceVerdict) (check.Status, string) {
 	}
 	parts := make([]string, len(vs))
 	for i, v := range vs {
-		parts[i] = fmt.Sprintf("%s %d/%d", v.Interface, v.CPUsUsed.Len(), v.EligibleCPUs.Len())
+		parts[i] = fmt.Sprintf("%s %d/%d", printable.Escape(v.Interface), v.CPUsUsed.Len(), v.EligibleCPUs.Len())
 	}
 	return check.OK, check.Short("NIC IRQs spread (CPUs used/eligible): " + strings.Join(parts, ", "))
 }

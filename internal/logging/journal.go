@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding"
 	"fmt"
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"log/slog"
 	"runtime"
 	"strconv"
@@ -101,7 +102,7 @@ func (h *journalHandler) Handle(ctx context.Context, r slog.Record) error {
 			vars["CODE_FUNC"] = f.Function
 		}
 	}
-	err := h.shared.send(r.Message, priority(r.Level), vars)
+	err := h.shared.send(printable.Escape(r.Message), priority(r.Level), vars)
 	if err == nil {
 		return nil
 	}
@@ -163,14 +164,14 @@ func appendAttr(add func(k, v string), groups []string, a slog.Attr) {
 		return
 	}
 	if isMessageIDKey(a.Key) {
-		add("MESSAGE_ID", formatValue(a.Value))
+		add("MESSAGE_ID", printable.Escape(formatValue(a.Value)))
 		return
 	}
 	name := fieldName(groups, a.Key)
 	if reservedFields[name] {
 		name = attrPrefix + name
 	}
-	add(name, formatValue(a.Value))
+	add(name, printable.Escape(formatValue(a.Value)))
 }
 
 // fieldName converts a slog key, inside groups, to a journal field name

@@ -10,6 +10,7 @@
 package metrics
 
 import (
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
@@ -469,7 +470,14 @@ type gaugeSet map[string][]string
 func (g *gaugeSet) replace(vec *prometheus.GaugeVec, fill func(set func(v float64, labels ...string))) {
 	next := make(gaugeSet, len(*g))
 	fill(func(v float64, labels ...string) {
-		vec.WithLabelValues(labels...).Set(v)
+		for i, l := range labels {
+			labels[i] = printable.Escape(l) // a NIC name may hold any byte; a label must be UTF-8
+		}
+		g, err := vec.GetMetricWithLabelValues(labels...)
+		if err != nil {
+			return // cannot happen with escaped values and the right count; never panic over a label
+		}
+		g.Set(v)
 		next[strings.Join(labels, "\xff")] = labels
 	})
 	for k, labels := range *g {
@@ -499,7 +507,7 @@ func (m *Metrics) SetBuildInfo(version string) {
 	if version == "" {
 		version = "unknown"
 	}
-	k := [2]string{version, runtime.Version()}
+	k := [2]string{printable.Escape(version), runtime.Version()}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.build != k && m.build != ([2]string{}) {

@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"io"
 	"math"
 	"strings"
@@ -132,14 +133,14 @@ func Render(w io.Writer, v View, s Style) error {
 	p("IRQ spread %s: %s\n", s.status(v.IRQ.Status), fit(v.IRQ.Message, 80-len("IRQ spread : ")-len(v.IRQ.Status)))
 	p("softirq    %s: %s\n", s.status(v.Softirq.Status), fit(v.Softirq.Message, 80-len("softirq    : ")-len(v.Softirq.Status)))
 	for _, e := range v.Freeze {
-		p("freeze     %s %s %s\n", s.paint(yellow, e.Status), e.EventID, e.Description)
+		p("freeze     %s %s %s\n", s.paint(yellow, printable.Clip(e.Status, 16)), printable.Clip(e.EventID, 40), printable.Clip(e.Description, 60))
 	}
 	if lp := v.LastPause; lp != nil {
 		desc := ""
 		if lp.EventID != "" {
-			desc = " Freeze " + lp.EventID
+			desc = " Freeze " + printable.Clip(lp.EventID, 40)
 			if lp.Description != "" {
-				desc += " \"" + lp.Description + "\""
+				desc += " \"" + printable.Clip(lp.Description, 60) + "\""
 			}
 		}
 		p("%s\n", clip(fmt.Sprintf("last pause %s, %.1fs (%s%s) → %s", ago(v.Time, lp.At), lp.Seconds, lp.Source, desc, orDash(lp.Outcome)), 80))

@@ -7,6 +7,7 @@
 package status
 
 import (
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"sort"
 	"strings"
 	"time"
@@ -106,7 +107,7 @@ func Build(in Inputs) View {
 	byCPU := map[int][]string{}
 	for _, q := range in.IRQ.NICIRQs {
 		if q.CPU >= 0 {
-			byCPU[q.CPU] = append(byCPU[q.CPU], q.Interface+":"+q.Queue)
+			byCPU[q.CPU] = append(byCPU[q.CPU], printable.Escape(q.Interface+":"+q.Queue))
 		}
 	}
 	sig := map[int]symptoms.CPUSignal{}
