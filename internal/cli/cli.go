@@ -156,11 +156,15 @@ func runConfig(args []string, env Env) int {
 	if len(pos) == 2 {
 		file = pos[1]
 	}
-	if _, err := config.Load(file); err != nil {
+	cfg, err := config.Load(file)
+	if err != nil {
 		for _, e := range fieldErrors(err) {
 			fmt.Fprintln(env.Stderr, e)
 		}
 		return 1
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(env.Stderr, "warning:", w)
 	}
 	if _, err := os.Stat(file); err != nil {
 		fmt.Fprintf(env.Stdout, "%s: not present; the defaults (and any config.d overrides) are valid\n", file)

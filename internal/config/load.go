@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -40,18 +41,44 @@ const (
 //
 // The error, if any, joins one *FieldError per problem.
 func Load(mainFile string) (Config, error) {
+	return LoadWith(mainFile, Options{StrictModes: os.Geteuid() == 0})
+}
+
+// Options are how files are read.
+type Options struct {
+	// StrictModes refuses, as sshd's StrictModes does, configuration files
+	// and directories that are not owned by root or that group or others
+	// may write: whoever can write them decides which CPUs kubelet runs on.
+	// Load sets it when the process runs as root.
+	StrictModes bool
+}
+
+// LoadWith is Load with explicit options.
+func LoadWith(mainFile string, o Options) (Config, error) {
 	if mainFile == "" {
 		mainFile = DefaultPath
 	}
 	files := []source{{name: mainFile, optional: true}}
-	dropIns, err := dropIns(filepath.Join(filepath.Dir(mainFile), DropInDir))
+	dir := filepath.Join(filepath.Dir(mainFile), DropInDir)
+	var errs []error
+	if o.StrictModes {
+		for _, d := range []string{filepath.Dir(mainFile), dir} {
+			if err := checkModes(d, nil); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	dropIns, err := dropIns(dir)
 	if err != nil {
-		return Config{}, errors.Join(err)
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
 	}
 	for _, f := range dropIns {
 		files = append(files, source{name: f})
 	}
-	return load(files)
+	return load(files, o)
 }
 
 // LoadFiles is Load with an explicit list of files, read in the order given;
@@ -61,7 +88,7 @@ func LoadFiles(files ...string) (Config, error) {
 	for i, f := range files {
 		src[i] = source{name: f}
 	}
-	return load(src)
+	return load(src, Options{StrictModes: os.Geteuid() == 0})
 }
 
 type source struct {
@@ -69,7 +96,10 @@ type source struct {
 	optional bool // a missing file is skipped
 }
 
-// dropIns lists the override files of dir in lexical order.
+// dropIns lists the override files of dir in lexical order. A link is
+// followed only to a file inside dir: a link out of the directory, and
+// anything that is not a regular file (a named pipe would block the reader),
+// is refused with the reason.
 func dropIns(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -79,22 +109,85 @@ func dropIns(dir string) ([]string, error) {
 		return nil, &FieldError{File: dir, Reason: "cannot read the directory: " + plainError(err), err: err}
 	}
 	var files []string
+	var errs []error
 	for _, e := range entries { // os.ReadDir sorts by name
 		name := e.Name()
 		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".yaml") || e.IsDir() {
 			continue
 		}
-		files = append(files, filepath.Join(dir, name))
+		path := filepath.Join(dir, name)
+		if e.Type()&fs.ModeSymlink != 0 {
+			target, err := filepath.EvalSymlinks(path)
+			if err != nil {
+				errs = append(errs, &FieldError{File: path, Reason: "cannot follow the link: " + plainError(err), err: err})
+				continue
+			}
+			realDir, err := filepath.EvalSymlinks(dir)
+			if err != nil {
+				realDir = dir
+			}
+			if rel, err := filepath.Rel(realDir, target); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				errs = append(errs, &FieldError{File: path, Reason: "is a link out of " + DropInDir + " (to " + target + "): refusing it"})
+				continue
+			}
+		} else if !e.Type().IsRegular() {
+			errs = append(errs, &FieldError{File: path, Reason: "is not a regular file (" + fileKind(e.Type()) + "): refusing it"})
+			continue
+		}
+		files = append(files, path)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return files, nil
 }
 
-func load(files []source) (Config, error) {
+// fileKind names a file type for a person.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "a special file"
+}
+
+// checkModes refuses a file or directory that is not root's or that group or
+// others may write. fi is its stat, or nil to stat path.
+func checkModes(path string, fi fs.FileInfo) error {
+	if fi == nil {
+		var err error
+		if fi, err = os.Stat(path); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return &FieldError{File: path, Reason: "cannot read: " + plainError(err), err: err}
+		}
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if st.Uid != 0 {
+		return &FieldError{File: path, Reason: fmt.Sprintf("refusing: owned by uid %d, not root (chown root %s)", st.Uid, path)}
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return &FieldError{File: path, Reason: fmt.Sprintf("refusing: writable by group or others (mode %04o; chmod go-w %s)", perm, path)}
+	}
+	return nil
+}
+
+func load(files []source, o Options) (Config, error) {
 	c := Default()
 	c.src = map[string]origin{}
 	var errs []error
 	for _, f := range files {
-		data, err := readFile(f.name)
+		data, err := readFile(f.name, o)
 		if err != nil {
 			if f.optional && errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -118,14 +211,30 @@ func load(files []source) (Config, error) {
 	return c, nil
 }
 
-func readFile(name string) ([]byte, error) {
-	f, err := os.Open(name)
+func readFile(name string, o Options) ([]byte, error) {
+	// O_NONBLOCK: opening a named pipe must not wait for a writer; the
+	// type is checked before anything is read.
+	fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		pe := &fs.PathError{Op: "open", Path: name, Err: err}
+		return nil, &FieldError{File: name, Reason: "cannot read: " + plainError(pe), err: pe}
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, &FieldError{File: name, Reason: "cannot read: " + plainError(err), err: err}
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+	if fi.IsDir() {
 		return nil, &FieldError{File: name, Reason: "is a directory, not a file"}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &FieldError{File: name, Reason: "is not a regular file (" + fileKind(fi.Mode().Type()) + "): refusing it"}
+	}
+	if o.StrictModes {
+		if err := checkModes(name, fi); err != nil {
+			return nil, err
+		}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {

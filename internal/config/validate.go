@@ -333,3 +333,18 @@ func unitProblem(s string) string {
 	}
 	return ""
 }
+
+// Warnings are settings that are valid but probably not what was meant, in a
+// person's words, with the file and line where they were set when known.
+// `config validate` prints them and the daemon logs them at start and reload.
+func (c Config) Warnings() []string {
+	var w []string
+	if u := c.Kubelet.Unit; !strings.Contains(u, "kubelet") || !strings.HasSuffix(u, ".service") {
+		at := ""
+		if o, ok := c.origin("kubelet.unit"); ok {
+			at = fmt.Sprintf("%s:%d: ", o.file, o.line)
+		}
+		w = append(w, fmt.Sprintf("%skubelet.unit: %q does not look like kubelet's service; nodekeeper pins the CPUs of whatever unit this names", at, u))
+	}
+	return w
+}
