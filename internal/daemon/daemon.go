@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -71,6 +72,12 @@ type Deps struct {
 	// HandlesSignal tells whether a process has a handler for a signal
 	// (default: FS.CatchesSignal, from /proc/<pid>/status).
 	HandlesSignal func(pid int, sig syscall.Signal) (bool, error)
+	// LoadConfig reads the configuration on reload (default config.Load of
+	// ConfigFile). It runs off the main loop, within ReloadTimeout.
+	LoadConfig func() (config.Config, error)
+	// ReloadTimeout bounds a reload (default 10s): a file that blocks must
+	// not keep the loop, or SIGTERM, waiting.
+	ReloadTimeout time.Duration
 }
 
 // Daemon is one running `nodekeeper run`.
@@ -97,10 +104,12 @@ type Daemon struct {
 	busy  bool // a repair goroutine is running (main loop only)
 	// waiting are VM pauses whose check found the running repair: they take
 	// its outcome.
-	waiting []pending
-	kube    kubeletState
-	w       watchers
-	rep     *irq.Report // the latest IRQ report (main loop only)
+	waiting  []pending
+	kube     kubeletState
+	w        watchers
+	rep      *irq.Report       // the latest IRQ report (main loop only)
+	errs     map[string]string // the last error logged per component (main loop only)
+	stateErr string            // the last state file write error (guarded by mu)
 }
 
 type pending struct {
@@ -120,6 +129,13 @@ func New(deps Deps) *Daemon {
 	}
 	if deps.VerifyEvery <= 0 {
 		deps.VerifyEvery = time.Second
+	}
+	if deps.LoadConfig == nil {
+		file := deps.ConfigFile
+		deps.LoadConfig = func() (config.Config, error) { return config.Load(file) }
+	}
+	if deps.ReloadTimeout <= 0 {
+		deps.ReloadTimeout = 10 * time.Second
 	}
 	d := &Daemon{d: deps, cfg: deps.Config, log: deps.Log, done: make(chan repairResult, 4)}
 	d.checker = d.newChecker()
@@ -199,6 +215,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.checkCompaction(ctx)
 	settle := clk.NewTimer(time.Hour)
 	settle.Stop()
+	var reloading <-chan reloadResult
+	var reloadDeadline clock.Timer
 	var dialRetry <-chan time.Time
 	if d.units == nil {
 		t := clk.NewTimer(30 * time.Second)
@@ -247,9 +265,25 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			}
 			d.compacted(r)
 		case <-reload:
-			d.reload(ticker)
-			symTick.Reset(symptoms.TickInterval(d.cfg.Symptoms.Window))
-			compTick.Reset(d.cfg.Compaction.CheckInterval)
+			if reloading == nil {
+				reloading = d.startReload()
+				reloadDeadline = clk.NewTimer(d.d.ReloadTimeout)
+			}
+		case res := <-reloading:
+			reloading = nil
+			reloadDeadline.Stop()
+			old := d.cfg
+			if d.reload(res) {
+				resetIfChanged(ticker, old.IRQ.CheckInterval, d.cfg.IRQ.CheckInterval)
+				resetIfChanged(symTick, symptoms.TickInterval(old.Symptoms.Window), symptoms.TickInterval(d.cfg.Symptoms.Window))
+				resetIfChanged(compTick, old.Compaction.CheckInterval, d.cfg.Compaction.CheckInterval)
+			}
+		case <-timerC(reloadDeadline):
+			if reloading != nil {
+				reloading = nil // a late result is dropped (the channel is buffered)
+				d.errorOnce(metrics.ComponentReload, "configuration reload did not finish within "+d.d.ReloadTimeout.String()+
+					"; keeping the running configuration", logging.Msg(logging.MsgConfigReloadFailed), "file", d.d.ConfigFile)
+			}
 		case r := <-d.done:
 			d.finishRepair(r)
 		case <-wdC:
@@ -288,7 +322,7 @@ func (d *Daemon) shutdown(srv *metrics.Server) error {
 	go func() { d.wg.Wait(); close(waited) }()
 	select {
 	case <-waited:
-	case <-time.After(4 * time.Second):
+	case <-d.d.Clock.NewTimer(4 * time.Second).C():
 		d.log.Warn("a repair was still running at shutdown; leaving it")
 	}
 	if srv != nil {
@@ -356,16 +390,78 @@ func (d *Daemon) unitChanged(ctx context.Context, c systemd.Change) {
 	}
 }
 
-func (d *Daemon) reload(ticker clock.Ticker) {
-	cfg, err := config.Load(d.d.ConfigFile)
-	if err != nil {
-		d.log.Error("configuration reload failed; keeping the running configuration",
-			logging.Msg(logging.MsgConfigReloadFailed), "err", err)
-		return
+type reloadResult struct {
+	cfg config.Config
+	err error
+}
+
+// startReload reads the configuration off the main loop.
+func (d *Daemon) startReload() <-chan reloadResult {
+	ch := make(chan reloadResult, 1)
+	go func() {
+		cfg, err := d.d.LoadConfig()
+		ch <- reloadResult{cfg, err}
+	}()
+	return ch
+}
+
+// resetIfChanged resets a ticker only when its interval changed: a reload
+// more often than the interval must not keep the periodic work from running.
+func resetIfChanged(t clock.Ticker, old, cur time.Duration) {
+	if old != cur {
+		t.Reset(cur)
 	}
-	if cfg.Metrics.Listen != d.cfg.Metrics.Listen {
-		d.log.Warn("metrics.listen changed: it takes effect at the next restart", "listen", cfg.Metrics.Listen)
-		cfg.Metrics.Listen = d.cfg.Metrics.Listen
+}
+
+// timerC is t's channel, or nil (never ready) for no timer.
+func timerC(t clock.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C()
+}
+
+// restartOnly are the settings a reload does not apply: they are read once at
+// start. A reload that changes one keeps the running value and says so by
+// name; the rest of the reload applies.
+var restartOnly = []struct {
+	name    string
+	changed func(a, b config.Config) bool
+	keep    func(dst *config.Config, src config.Config)
+}{
+	{"metrics.listen", func(a, b config.Config) bool { return a.Metrics != b.Metrics },
+		func(dst *config.Config, src config.Config) { dst.Metrics = src.Metrics }},
+	{"imds", func(a, b config.Config) bool { return a.IMDS != b.IMDS },
+		func(dst *config.Config, src config.Config) { dst.IMDS = src.IMDS }},
+	{"pauseDetector", func(a, b config.Config) bool { return a.PauseDetector != b.PauseDetector },
+		func(dst *config.Config, src config.Config) { dst.PauseDetector = src.PauseDetector }},
+	{"kubelet.unit", func(a, b config.Config) bool { return a.Kubelet.Unit != b.Kubelet.Unit },
+		func(dst *config.Config, src config.Config) { dst.Kubelet.Unit = src.Kubelet.Unit }},
+}
+
+// reload applies a configuration read by startReload; it reports whether
+// anything was applied.
+func (d *Daemon) reload(res reloadResult) bool {
+	if res.err != nil {
+		d.log.Error("configuration reload failed; keeping the running configuration",
+			logging.Msg(logging.MsgConfigReloadFailed), "err", res.err)
+		d.d.Metrics.IncError(metrics.ComponentReload)
+		return false
+	}
+	cfg := res.cfg
+	var kept []string
+	for _, k := range restartOnly {
+		if k.changed(cfg, d.cfg) {
+			kept = append(kept, k.name)
+			k.keep(&cfg, d.cfg)
+		}
+	}
+	if len(kept) > 0 {
+		d.log.Warn("configuration reloaded except "+strings.Join(kept, ", ")+
+			": these are read at start only; restart nodekeeper to apply them", "keys", strings.Join(kept, ","))
+	}
+	for _, w := range cfg.Warnings() {
+		d.log.Warn("configuration: " + w)
 	}
 	d.cfg = cfg
 	seen := d.checker.VFSeen()
@@ -373,14 +469,18 @@ func (d *Daemon) reload(ticker clock.Ticker) {
 	d.checker.SeedVFSeen(seen)
 	d.gate.SetLimits(d.limits())
 	d.readReserved()
-	ticker.Reset(cfg.IRQ.CheckInterval)
 	if d.w.sym != nil {
-		_ = d.w.sym.SetConfig(symptomsConfig(cfg))
+		if err := d.w.sym.SetConfig(symptomsConfig(cfg)); err != nil {
+			d.errorOnce(metrics.ComponentReload, "symptom watchers keep their settings: "+err.Error())
+		}
 	}
 	if d.w.comp != nil {
-		_ = d.w.comp.SetConfig(compactionConfig(cfg, d.dryRun()))
+		if err := d.w.comp.SetConfig(compactionConfig(cfg, d.dryRun())); err != nil {
+			d.errorOnce(metrics.ComponentReload, "compaction keeps its settings: "+err.Error())
+		}
 	}
 	d.log.Info("configuration reloaded", "file", d.d.ConfigFile, "dry_run", d.dryRun())
+	return true
 }
 
 func (d *Daemon) readIrqbalanceVersion() {
@@ -407,9 +507,9 @@ const (
 // runCheck runs the IRQ check in the main loop and, on a problem, proposes
 // a repair.
 func (d *Daemon) runCheck(ctx context.Context, p pending) {
-	start := time.Now()
+	start := d.d.Clock.Now()
 	rep := d.checker.Run(ctx)
-	d.d.Metrics.ObserveCheckDuration(irq.Name, time.Since(start))
+	d.d.Metrics.ObserveCheckDuration(irq.Name, d.d.Clock.Now().Sub(start))
 	if p.reason == reasonTimer && rep.Status == check.Problem && d.last.status != check.Problem && d.cfg.IRQ.SettleDelay > 0 {
 		// A periodic check that fell due during a VM pause runs the moment
 		// the VM resumes, before the pause detector reports the pause. A
@@ -482,9 +582,20 @@ func (d *Daemon) writeState() {
 	d.mu.Lock()
 	d.st.Updated = d.d.Clock.Now()
 	err := state.Write(d.d.StatePath, d.st)
-	d.mu.Unlock()
+	msg, prev := "", d.stateErr
 	if err != nil {
-		d.log.Warn("cannot write the state file", "path", d.d.StatePath, "err", err)
+		msg = err.Error()
+	}
+	d.stateErr = msg
+	d.mu.Unlock()
+	switch {
+	case err != nil:
+		d.d.Metrics.IncError(metrics.ComponentState)
+		if msg != prev { // once per reason: a read-only /run must not flood the journal
+			d.log.Warn("cannot write the state file: status and check see stale results", "path", d.d.StatePath, "err", err)
+		}
+	case prev != "":
+		d.log.Info("the state file is written again", "path", d.d.StatePath)
 	}
 }
 

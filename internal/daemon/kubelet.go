@@ -65,6 +65,7 @@ func (d *Daemon) sampleNetRx() {
 	}
 	counts, err := kubelet.NetRxCounts(d.d.FS)
 	if err != nil {
+		d.errorOnce(metrics.ComponentKubelet, "cannot read NET_RX counts for kubelet's CPUs: "+err.Error())
 		return
 	}
 	now := d.d.Clock.Now()
@@ -90,7 +91,13 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 		return
 	}
 	pin, err := d.pinner().Read(ctx)
-	if err != nil || !pin.Unit.Exists() {
+	if err != nil {
+		d.errorOnce(metrics.ComponentKubelet, "cannot read "+cfg.Unit+"'s CPUs: "+err.Error(), "unit", cfg.Unit)
+		return
+	}
+	d.errorCleared(metrics.ComponentKubelet)
+	if !pin.Unit.Exists() {
+		d.kubeletWhy("not pinning kubelet: no " + cfg.Unit + " on this node")
 		return
 	}
 	d.sampleNetRx()
@@ -160,7 +167,10 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 func (k *kubeletState) ours() bool { return !k.applied.IsEmpty() || k.partial }
 
 func (d *Daemon) isolated() cpuset.Set {
-	iso, _ := d.d.FS.IsolatedCPUs()
+	iso, err := d.d.FS.IsolatedCPUs()
+	if err != nil {
+		d.errorOnce(metrics.ComponentKubelet, "cannot read the isolated CPUs (kubelet is kept off none of them): "+err.Error())
+	}
 	return iso
 }
 

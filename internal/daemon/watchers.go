@@ -71,8 +71,10 @@ func (d *Daemon) tickSymptoms(ctx context.Context) {
 	now := d.d.Clock.Now()
 	snap, err := d.w.sym.Tick(now)
 	if err != nil {
+		d.errorOnce(metrics.ComponentSymptoms, "symptom watchers cannot read the host: "+err.Error(), "check", symptoms.CheckName)
 		return
 	}
+	d.errorCleared(metrics.ComponentSymptoms)
 	was := d.w.snap.Active()
 	d.w.snap = snap
 	if !snap.Ready {
@@ -136,9 +138,10 @@ func (d *Daemon) checkCompaction(ctx context.Context) {
 	}
 	nodes, err := c.Read()
 	if err != nil {
-		d.log.Warn("cannot read memory fragmentation: "+err.Error(), "check", compaction.CheckName)
+		d.errorOnce(metrics.ComponentCompaction, "cannot read memory fragmentation: "+err.Error(), "check", compaction.CheckName)
 		return
 	}
+	d.errorCleared(metrics.ComponentCompaction)
 	var idx []metrics.UnusableIndex
 	for _, n := range nodes {
 		for _, z := range n.Zones {

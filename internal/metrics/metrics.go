@@ -139,6 +139,7 @@ type Metrics struct {
 	compactions        *prometheus.CounterVec
 	compactionDuration *prometheus.HistogramVec
 	buildInfo          *prometheus.GaugeVec
+	errorsTotal        *prometheus.CounterVec
 
 	mu         sync.Mutex // guards the series sets below and imdsOnline
 	nicSeries  gaugeSet
@@ -239,7 +240,13 @@ func New() *Metrics {
 		Help: "Always 1; the labels say which nodekeeper version runs and the Go version it was built with.",
 	}, []string{"version", "goversion"})
 
+	m.errorsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "errors_total",
+		Help: "Errors nodekeeper met and went on from (each is logged once per reason), by component.",
+	}, []string{"component"})
+
 	m.reg.MustRegister(
+		m.errorsTotal,
 		m.checkStatus, m.checkDuration, m.nicIRQCPU, m.vmbusChannelCPU,
 		m.scheduledEvents, m.vmPauses, m.pauseToVerified, m.remediations,
 		m.irqbalanceBuggy, m.kubeletAllowedCPUs, m.kubeletOverlapCPUs,
@@ -260,8 +267,30 @@ func New() *Metrics {
 	for _, o := range outcomes {
 		m.pauseToVerified.WithLabelValues(o)
 	}
+	for _, c := range components {
+		m.errorsTotal.WithLabelValues(c)
+	}
 	m.SetBuildInfo(defaultVersion())
 	return m
+}
+
+// Components that count errors (label component).
+const (
+	ComponentReload     = "reload"
+	ComponentSymptoms   = "symptoms"
+	ComponentKubelet    = "kubelet"
+	ComponentCompaction = "compaction"
+	ComponentState      = "state"
+)
+
+var components = []string{ComponentReload, ComponentSymptoms, ComponentKubelet, ComponentCompaction, ComponentState}
+
+// IncError counts one error a component went on from.
+func (m *Metrics) IncError(component string) {
+	if !m.valid("errors_total", "component", component, components) {
+		return
+	}
+	m.errorsTotal.WithLabelValues(component).Inc()
 }
 
 // Registry returns the registry holding the metrics, for serving and tests.

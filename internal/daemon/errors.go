@@ -1,0 +1,26 @@
+package daemon
+
+// errorOnce records an error the daemon goes on from: every occurrence is
+// counted (nodekeeper_errors_total{component}), and it is logged once per
+// reason — again only when the reason changes or after the component
+// recovered (errorCleared). Main loop only.
+func (d *Daemon) errorOnce(component, msg string, attrs ...any) {
+	d.d.Metrics.IncError(component)
+	if d.errs == nil {
+		d.errs = map[string]string{}
+	}
+	if d.errs[component] == msg {
+		return
+	}
+	d.errs[component] = msg
+	d.log.Warn(msg, append(attrs, "component", component)...)
+}
+
+// errorCleared notes that a component works again, saying so once when it
+// had logged an error.
+func (d *Daemon) errorCleared(component string) {
+	if msg, ok := d.errs[component]; ok {
+		delete(d.errs, component)
+		d.log.Info(component+" works again (after: "+msg+")", "component", component)
+	}
+}
