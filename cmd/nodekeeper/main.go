@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/nodekeeper/nodekeeper/internal/cli"
+	"github.com/nodekeeper/nodekeeper/internal/hup"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,6 +21,7 @@ func main() {
 		Stderr:     os.Stderr,
 		IsTerminal: isTerminal(os.Stdout),
 		Getenv:     os.Getenv,
+		Hangups:    hup.Signals(), // subscribed before the other packages initialise
 	})
 	stop()
 	os.Exit(code)

@@ -24,6 +24,10 @@ type Env struct {
 	// IsTerminal reports whether Stdout is a terminal (colour in status).
 	IsTerminal bool
 	Getenv     func(string) string
+	// Hangups delivers SIGHUP to `run` when the process subscribed to it
+	// before anything else (a SIGHUP in the first milliseconds must reload,
+	// not kill the daemon); nil: run subscribes itself.
+	Hangups <-chan os.Signal
 }
 
 // globals are the flags every subcommand accepts.

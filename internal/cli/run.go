@@ -44,6 +44,9 @@ func runDaemon(ctx context.Context, args []string, env Env) int {
 		log.Error("invalid configuration: not starting", "file", g.configFile)
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration: " + w)
+	}
 	h, err := hostfs.New(g.paths)
 	if err != nil {
 		log.Error("cannot read the host", "err", err)
@@ -57,9 +60,13 @@ func runDaemon(ctx context.Context, args []string, env Env) int {
 			log.Warn("cannot watch NIC changes over netlink; the periodic check still runs", "err", err)
 		}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := env.Hangups
+	if hup == nil {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGHUP)
+		defer signal.Stop(c)
+		hup = c
+	}
 	reload := make(chan struct{}, 1)
 	go func() {
 		for {
