@@ -140,3 +140,55 @@ func TestWarnings(t *testing.T) {
 		t.Fatalf("a kubelet unit with another name: %v", w)
 	}
 }
+
+// A link checked to lead inside config.d and then swapped for a link out
+// of it is refused when the file is opened, not followed.
+func TestLoadDropInLinkSwapped(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "config.yaml", "")
+	inside := writeFile(t, dir, "config.d/shared/limits.yml", "irq:\n  maxRepairsPerHour: 3\n")
+	link := filepath.Join(dir, "config.d", "10-limits.yaml")
+	if err := os.Symlink(inside, link); err != nil {
+		t.Fatal(err)
+	}
+	files, err := dropIns(filepath.Join(dir, "config.d"), Options{})
+	if err != nil || len(files) != 1 {
+		t.Fatalf("dropIns: %v %v", files, err)
+	}
+	outside := writeFile(t, t.TempDir(), "evil.yaml", "kubelet:\n  pinning: off\n")
+	if err := os.Remove(inside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, inside); err != nil {
+		t.Fatal(err)
+	}
+	_, err = load(files, Options{})
+	if want := link + ": the file it links to was replaced by a link: refusing it"; err == nil || err.Error() != want {
+		t.Fatalf("swapped link: %v\nwant %s", err, want)
+	}
+}
+
+// With StrictModes, a link inside config.d into a subdirectory others may
+// write is refused: they could replace the file it names.
+func TestLoadStrictModesLinkedDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to own files as root")
+	}
+	dir := t.TempDir()
+	main := writeFile(t, dir, "config.yaml", "")
+	inside := writeFile(t, dir, "config.d/shared/limits.yml", "irq:\n  maxRepairsPerHour: 3\n")
+	if err := os.Symlink(inside, filepath.Join(dir, "config.d", "10-limits.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadWith(main, Options{StrictModes: true}); err != nil {
+		t.Fatalf("root's subdirectory: %v", err)
+	}
+	shared := filepath.Dir(inside)
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadWith(main, Options{StrictModes: true})
+	if want := shared + ": refusing: writable by group or others (mode 0777; chmod go-w " + shared + ")"; err == nil || err.Error() != want {
+		t.Fatalf("world-writable linked directory: %v\nwant %s", err, want)
+	}
+}

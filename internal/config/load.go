@@ -68,17 +68,14 @@ func LoadWith(mainFile string, o Options) (Config, error) {
 			}
 		}
 	}
-	dropIns, err := dropIns(dir)
+	dropIns, err := dropIns(dir, o)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
-	for _, f := range dropIns {
-		files = append(files, source{name: f})
-	}
-	return load(files, o)
+	return load(append(files, dropIns...), o)
 }
 
 // LoadFiles is Load with an explicit list of files, read in the order given;
@@ -92,15 +89,21 @@ func LoadFiles(files ...string) (Config, error) {
 }
 
 type source struct {
-	name     string
-	optional bool // a missing file is skipped
+	name     string // as shown in errors
+	optional bool   // a missing file is skipped
+	// resolved, when set, is the file a drop-in link was found to name; it
+	// is opened without following links, so a link swapped in after the
+	// check cannot lead out of config.d.
+	resolved string
 }
 
 // dropIns lists the override files of dir in lexical order. A link is
 // followed only to a file inside dir: a link out of the directory, and
-// anything that is not a regular file (a named pipe would block the reader),
-// is refused with the reason.
-func dropIns(dir string) ([]string, error) {
+// anything else that is not a regular file or a directory (a named pipe
+// would block the reader), is refused with the reason. Directories are
+// skipped. With StrictModes, the directory a link leads to is judged as dir
+// is.
+func dropIns(dir string, o Options) ([]source, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -108,33 +111,46 @@ func dropIns(dir string) ([]string, error) {
 	if err != nil {
 		return nil, &FieldError{File: dir, Reason: "cannot read the directory: " + plainError(err), err: err}
 	}
-	var files []string
+	var files []source
 	var errs []error
+	realDir := ""
 	for _, e := range entries { // os.ReadDir sorts by name
 		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".yaml") || e.IsDir() {
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".yaml") {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		if e.Type()&fs.ModeSymlink != 0 {
+		src := source{name: path}
+		switch {
+		case e.Type()&fs.ModeSymlink != 0:
 			target, err := filepath.EvalSymlinks(path)
 			if err != nil {
 				errs = append(errs, &FieldError{File: path, Reason: "cannot follow the link: " + plainError(err), err: err})
 				continue
 			}
-			realDir, err := filepath.EvalSymlinks(dir)
-			if err != nil {
-				realDir = dir
+			if realDir == "" {
+				if realDir, err = filepath.EvalSymlinks(dir); err != nil {
+					realDir = dir
+				}
 			}
 			if rel, err := filepath.Rel(realDir, target); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 				errs = append(errs, &FieldError{File: path, Reason: "is a link out of " + DropInDir + " (to " + target + "): refusing it"})
 				continue
 			}
-		} else if !e.Type().IsRegular() {
+			if td := filepath.Dir(target); o.StrictModes && td != realDir {
+				if err := checkModes(td, nil); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			src.resolved = target
+		case e.IsDir(): // a directory of shared pieces, reached by links
+			continue
+		case !e.Type().IsRegular():
 			errs = append(errs, &FieldError{File: path, Reason: "is not a regular file (" + fileKind(e.Type()) + "): refusing it"})
 			continue
 		}
-		files = append(files, path)
+		files = append(files, src)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -187,7 +203,7 @@ func load(files []source, o Options) (Config, error) {
 	c.src = map[string]origin{}
 	var errs []error
 	for _, f := range files {
-		data, err := readFile(f.name, o)
+		data, err := readFile(f, o)
 		if err != nil {
 			if f.optional && errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -211,10 +227,18 @@ func load(files []source, o Options) (Config, error) {
 	return c, nil
 }
 
-func readFile(name string, o Options) ([]byte, error) {
+func readFile(src source, o Options) ([]byte, error) {
+	name := src.name
 	// O_NONBLOCK: opening a named pipe must not wait for a writer; the
 	// type is checked before anything is read.
-	fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	open, flags := name, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC
+	if src.resolved != "" {
+		open, flags = src.resolved, flags|syscall.O_NOFOLLOW
+	}
+	fd, err := syscall.Open(open, flags, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, &FieldError{File: name, Reason: "the file it links to was replaced by a link: refusing it"}
+	}
 	if err != nil {
 		pe := &fs.PathError{Op: "open", Path: name, Err: err}
 		return nil, &FieldError{File: name, Reason: "cannot read: " + plainError(pe), err: pe}

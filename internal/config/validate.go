@@ -134,23 +134,21 @@ func (c Config) Validate() error {
 	v.duration("kubelet.repinInterval", c.Kubelet.RepinInterval, 10*time.Second, "each check asks systemd over D-Bus")
 
 	v.oneOf("compaction.mode", c.Compaction.Mode)
-	v.duration("compaction.checkInterval", c.Compaction.CheckInterval, time.Second, "each check reads the free lists of every NUMA node")
-	// The kernel's buddy allocator has orders 0 to 10 (MAX_ORDER) on common
-	// configurations; /proc/buddyinfo has one column per order.
-	if n := c.Compaction.Order; n < 0 || n > 10 {
-		v.fail("compaction.order", fmt.Sprintf("must be from 0 to 10, not %d", n))
+	v.duration("compaction.checkInterval", c.Compaction.CheckInterval, CompactionMinCheckInterval, "each check reads the free lists of every NUMA node")
+	if n := c.Compaction.Order; n < CompactionMinOrder || n > CompactionMaxOrder {
+		v.fail("compaction.order", fmt.Sprintf("must be from %d to %d, not %d", CompactionMinOrder, CompactionMaxOrder, n))
 	}
 	v.ratio("compaction.unusableIndexThreshold", c.Compaction.UnusableIndexThreshold, true)
 	// Compaction stalls allocations on the node while it runs.
 	const stall = "compaction stalls allocations while it runs"
-	if s, m := c.Compaction.SafetyInterval, c.Compaction.MinInterval; s >= time.Minute && m <= maxInterval && s < m {
+	if s, m := c.Compaction.SafetyInterval, c.Compaction.MinInterval; s >= CompactionMinSafetyInterval && m <= maxInterval && s < m {
 		v.order("compaction.safetyInterval", "compaction.minInterval",
 			fmt.Sprintf("must not be shorter than compaction.minInterval (%s), not %s", formatDuration(m), formatDuration(s)),
 			fmt.Sprintf("must not be longer than compaction.safetyInterval (%s), not %s", formatDuration(s), formatDuration(m)))
 	} else {
-		v.duration("compaction.safetyInterval", s, time.Minute, stall)
+		v.duration("compaction.safetyInterval", s, CompactionMinSafetyInterval, stall)
 	}
-	v.duration("compaction.minInterval", c.Compaction.MinInterval, time.Minute, stall)
+	v.duration("compaction.minInterval", c.Compaction.MinInterval, CompactionMinMinInterval, stall)
 
 	v.ratio("symptoms.softirqBusyThreshold", c.Symptoms.SoftirqBusyThreshold, false)
 	// CPU time is counted in 10ms ticks: over less than a second a share is
