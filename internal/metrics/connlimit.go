@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // maxConns is how many connections the metrics endpoint holds at once. A
@@ -26,6 +25,7 @@ type connLimiter struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]connEntry
+	seq   uint64 // orders admissions and state changes (a clock can tie)
 
 	evicted atomic.Uint64 // idle connections closed to make room
 	refused atomic.Uint64 // new connections closed because all were busy
@@ -33,7 +33,7 @@ type connLimiter struct {
 
 type connEntry struct {
 	state http.ConnState
-	since time.Time
+	since uint64 // seq when it entered state
 }
 
 func newConnLimiter(ln net.Listener, max int) *connLimiter {
@@ -56,14 +56,13 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 }
 
 func (l *connLimiter) admit(c net.Conn) bool {
-	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.conns) >= l.max {
 		var victim net.Conn
-		var oldest time.Time
+		var oldest uint64
 		for vc, e := range l.conns {
-			if e.state != http.StateActive && (victim == nil || e.since.Before(oldest)) {
+			if e.state != http.StateActive && (victim == nil || e.since < oldest) {
 				victim, oldest = vc, e.since
 			}
 		}
@@ -74,7 +73,8 @@ func (l *connLimiter) admit(c net.Conn) bool {
 		_ = victim.Close() // the server sees the read fail and lets go of it
 		l.evicted.Add(1)
 	}
-	l.conns[c] = connEntry{state: http.StateNew, since: now}
+	l.seq++
+	l.conns[c] = connEntry{state: http.StateNew, since: l.seq}
 	return true
 }
 
@@ -92,7 +92,8 @@ func (l *connLimiter) track(c net.Conn, st http.ConnState) {
 		delete(l.conns, c)
 	default:
 		if e.state != st {
-			l.conns[c] = connEntry{state: st, since: time.Now()}
+			l.seq++
+			l.conns[c] = connEntry{state: st, since: l.seq}
 		}
 	}
 }
