@@ -69,3 +69,31 @@ func printableLine(s string) bool {
 	}
 	return true
 }
+
+// FuzzOutsideStrings: any bytes in the state file's strings give a picture
+// of printable lines of at most 80 columns.
+func FuzzOutsideStrings(f *testing.F) {
+	f.Add("eth\xff0", "a\nb\x1b[2J", `back\slash`)
+	f.Add("", "", "")
+	f.Add("\u202e\u200b\ufeff", strings.Repeat("\xe2\x82", 50), "界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界界")
+	in := scenarioInputs(f, 8, true)
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		in := in
+		in.State = &state.State{PID: 1, Version: a, Updated: now,
+			Irqbalance: state.Irqbalance{Version: b, ActiveState: c},
+			Pauses:     []state.Pause{{At: now, Source: a, EventID: b, Description: c, Outcome: a}},
+			Freeze:     []state.FreezeEvent{{EventID: a, Status: b, Description: c}},
+			Actions:    []state.Action{{Time: now, Action: a, Result: b, Detail: c}},
+			Checks:     map[string]state.Check{"compaction": {Status: a, Message: c}}}
+		in.Kubelet.Mode, in.Kubelet.Note = b, c
+		var out strings.Builder
+		if err := Render(&out, Build(in), Style{}); err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+			if utf8.RuneCountInString(line) > 80 || !printableLine(line) {
+				t.Fatalf("line %d: %q", i+1, line)
+			}
+		}
+	})
+}

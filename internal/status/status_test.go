@@ -32,7 +32,7 @@ func scenario(t *testing.T, n int, skewed bool) View {
 }
 
 // scenarioInputs are the inputs of scenario.
-func scenarioInputs(t *testing.T, n int, skewed bool) Inputs {
+func scenarioInputs(t testing.TB, n int, skewed bool) Inputs {
 	t.Helper()
 	queues := map[int]int{8: 9, 16: 16, 64: 32}[n] // 8 vCPUs: the incident's 9 IRQs
 	aff := func(i int) (cpuset.Set, cpuset.Set) { c := cpuset.New(i % n); return c, c }
