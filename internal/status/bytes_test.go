@@ -80,7 +80,7 @@ func FuzzOutsideStrings(f *testing.F) {
 	f.Fuzz(func(t *testing.T, a, b, c string) {
 		in := in
 		in.State = &state.State{PID: 1, Version: a, Updated: now,
-			Irqbalance: state.Irqbalance{Version: b, ActiveState: c},
+			Irqbalance: state.Irqbalance{Version: b, ActiveState: c, MainPID: 4294967295, KnownBuggy: true},
 			Pauses:     []state.Pause{{At: now, Source: a, EventID: b, Description: c, Outcome: a}},
 			Freeze:     []state.FreezeEvent{{EventID: a, Status: b, Description: c}},
 			Actions:    []state.Action{{Time: now, Action: a, Result: b, Detail: c}},

@@ -107,12 +107,17 @@ func Render(w io.Writer, v View, s Style) error {
 	case ib.Version == "" && ib.ActiveState == "":
 		p("irqbalance unknown\n")
 	default:
-		line := clip(fmt.Sprintf("irqbalance %s %s", orDash(ib.Version), orDash(ib.ActiveState)), 50)
+		pid, buggy := "", ""
 		if ib.MainPID != 0 {
-			line += fmt.Sprintf(" (pid %d)", ib.MainPID)
+			pid = fmt.Sprintf(" (pid %d)", ib.MainPID)
 		}
 		if ib.KnownBuggy {
-			line += " " + s.paint(red, "KNOWN BUGGY: never migrates IRQs")
+			buggy = "KNOWN BUGGY: never migrates IRQs"
+		}
+		room := 80 - len(pid) - len(buggy) - 1
+		line := clip(fmt.Sprintf("irqbalance %s %s", orDash(ib.Version), orDash(ib.ActiveState)), room) + pid
+		if buggy != "" {
+			line += " " + s.paint(red, buggy)
 		}
 		p("%s\n", line)
 	}
