@@ -37,8 +37,9 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	GOFLAGS=-mod=mod $(GO) run $(STATICCHECK) ./...
 
-bench: ## benchmarks with allocation counts
+bench: ## benchmarks with allocation counts, then start-up time against a hello-world binary
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	GO='$(GO)' scripts/startup-bench.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding"
 	"fmt"
-	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"log/slog"
 	"runtime"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
+
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 )
 
 // maxFieldName is journald's limit on the length of a field name.

@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"github.com/coreos/go-systemd/v22/journal"
+
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 )
 
 // Output formats accepted by New and NewForService.
@@ -69,12 +71,32 @@ const (
 
 // New returns a logger writing to w in format (FormatText or FormatJSON; any
 // other value gives text) at level and above.
+//
+// Strings from outside (a NIC name, an IMDS description) may hold any bytes.
+// Text output quotes such a value Go-style ("eth\xff0"), so every line stays
+// one printable line. JSON output would turn bytes that are not UTF-8 into
+// U+FFFD and lose them, so there the message and string and error values are
+// escaped with package printable first, as in the journal.
 func New(w io.Writer, format string, level slog.Level) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: renameMessageID}
 	if format == FormatJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: jsonAttr}))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: renameMessageID}))
+}
+
+// jsonAttr names the MESSAGE_ID attribute message_id and makes strings and
+// error texts printable UTF-8.
+func jsonAttr(groups []string, a slog.Attr) slog.Attr {
+	a = renameMessageID(groups, a)
+	switch a.Value.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(printable.Escape(a.Value.String()))
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok && err != nil {
+			a.Value = slog.StringValue(printable.Escape(err.Error()))
+		}
+	}
+	return a
 }
 
 // NewForService returns the daemon's logger. When stderr is connected to the

@@ -1,8 +1,13 @@
 // Package metrics owns nodekeeper's Prometheus metrics and the HTTP endpoint
 // that serves them: a registry of its own (never the global one) holding every
 // metric of the contract, typed setters that keep label values inside the
-// contract's enumerations and delete series that went stale, and the
-// /metrics + /healthz server.
+// contract's enumerations, a collector that exports the latest snapshots
+// (NIC IRQ and VMBus channel CPUs, unusable indexes) as they are at scrape
+// time, and the /metrics + /healthz server.
+//
+// Label values that come from outside (NIC names, queue and zone names) may
+// hold any bytes; they are exported escaped with package printable, because
+// a label value must be valid UTF-8.
 //
 // A label value outside the contract is a programming error: the setter
 // records nothing, counts it (InvalidLabelValues) and logs it when a logger
@@ -10,18 +15,18 @@
 package metrics
 
 import (
-	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 )
 
 const namespace = "nodekeeper"
@@ -124,8 +129,7 @@ type Metrics struct {
 
 	checkStatus        *prometheus.GaugeVec
 	checkDuration      *prometheus.HistogramVec
-	nicIRQCPU          *prometheus.GaugeVec
-	vmbusChannelCPU    *prometheus.GaugeVec
+	snap               *snapshots
 	scheduledEvents    *prometheus.CounterVec
 	imdsUp             prometheus.Gauge
 	vmPauses           *prometheus.CounterVec
@@ -135,16 +139,12 @@ type Metrics struct {
 	kubeletAllowedCPUs prometheus.Gauge
 	kubeletOverlapCPUs prometheus.Gauge
 	softirqSaturated   prometheus.Gauge
-	unusableIndex      *prometheus.GaugeVec
 	compactions        *prometheus.CounterVec
 	compactionDuration *prometheus.HistogramVec
 	buildInfo          *prometheus.GaugeVec
 	errorsTotal        *prometheus.CounterVec
 
-	mu         sync.Mutex // guards the series sets below and imdsOnline
-	nicSeries  gaugeSet
-	vmbus      gaugeSet
-	unusable   gaugeSet
+	mu         sync.Mutex // guards build and imdsOnline
 	build      [2]string
 	imdsOnline bool
 
@@ -177,14 +177,7 @@ func New() *Metrics {
 		Help:    "How long one run of a check took.",
 		Buckets: checkBuckets,
 	}, []string{"check"})
-	m.nicIRQCPU = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "nic_irq_cpu",
-		Help: "The CPU a NIC queue IRQ is assigned to.",
-	}, []string{"interface", "queue", "irq"})
-	m.vmbusChannelCPU = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "vmbus_channel_cpu",
-		Help: "The CPU an Azure synthetic NIC (VMBus) channel targets.",
-	}, []string{"interface", "channel"})
+	m.snap = newSnapshots()
 	m.scheduledEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "scheduled_events_total",
 		Help: "Distinct Azure scheduled events seen for this VM, by event type.",
@@ -222,10 +215,6 @@ func New() *Metrics {
 		Namespace: namespace, Name: "softirq_saturated_cpus",
 		Help: "Number of CPUs saturated by softirq work now.",
 	})
-	m.unusableIndex = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "memory_unusable_index",
-		Help: "Unusable free space index at the configured compaction order, by NUMA node and zone: 0 when all free memory is usable, 1 when none is.",
-	}, []string{"node", "zone"})
 	m.compactions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "compactions_total",
 		Help: "Memory compactions nodekeeper ran, by NUMA node, reason and result.",
@@ -247,10 +236,10 @@ func New() *Metrics {
 
 	m.reg.MustRegister(
 		m.errorsTotal,
-		m.checkStatus, m.checkDuration, m.nicIRQCPU, m.vmbusChannelCPU,
+		m.checkStatus, m.checkDuration, m.snap,
 		m.scheduledEvents, m.vmPauses, m.pauseToVerified, m.remediations,
 		m.irqbalanceBuggy, m.kubeletAllowedCPUs, m.kubeletOverlapCPUs,
-		m.softirqSaturated, m.unusableIndex, m.compactions, m.compactionDuration,
+		m.softirqSaturated, m.compactions, m.compactionDuration,
 		m.buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -351,19 +340,17 @@ type NICIRQ struct {
 	CPU       int // negative when unknown: no series
 }
 
-// SetNICIRQs replaces the whole set of nic_irq_cpu series with irqs: series
-// of IRQs no longer listed are deleted. If an (interface, queue, irq) appears
-// twice, the last one counts.
+// SetNICIRQs makes irqs the nic_irq_cpu snapshot: the next scrape exports
+// exactly these (IRQs no longer listed are gone). If an (interface, queue,
+// irq) appears twice, the last one counts.
 func (m *Metrics) SetNICIRQs(irqs []NICIRQ) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.nicSeries.replace(m.nicIRQCPU, func(set func(float64, ...string)) {
-		for _, q := range irqs {
-			if q.CPU >= 0 {
-				set(float64(q.CPU), q.Interface, q.Queue, strconv.Itoa(q.IRQ))
-			}
+	var b seriesBuilder
+	for _, q := range irqs {
+		if q.CPU >= 0 {
+			b.add(float64(q.CPU), q.Interface, q.Queue, strconv.Itoa(q.IRQ))
 		}
-	})
+	}
+	m.snap.set(snapNICIRQ, b.series())
 }
 
 // VMBusChannel is one channel of an Azure synthetic NIC and its target CPU.
@@ -373,18 +360,16 @@ type VMBusChannel struct {
 	CPU       int // negative when unknown: no series
 }
 
-// SetVMBusChannels replaces the whole set of vmbus_channel_cpu series with
-// chans: series of channels no longer listed are deleted.
+// SetVMBusChannels makes chans the vmbus_channel_cpu snapshot: channels no
+// longer listed are gone from the next scrape.
 func (m *Metrics) SetVMBusChannels(chans []VMBusChannel) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.vmbus.replace(m.vmbusChannelCPU, func(set func(float64, ...string)) {
-		for _, c := range chans {
-			if c.CPU >= 0 {
-				set(float64(c.CPU), c.Interface, c.Channel)
-			}
+	var b seriesBuilder
+	for _, c := range chans {
+		if c.CPU >= 0 {
+			b.add(float64(c.CPU), c.Interface, c.Channel)
 		}
-	})
+	}
+	m.snap.set(snapVMBus, b.series())
 }
 
 // IncScheduledEvent counts one distinct scheduled event for this VM (call it
@@ -478,43 +463,14 @@ type UnusableIndex struct {
 	Index float64
 }
 
-// SetMemoryUnusableIndexes replaces the whole set of memory_unusable_index
-// series: series of zones no longer listed are deleted.
+// SetMemoryUnusableIndexes makes idx the memory_unusable_index snapshot:
+// zones no longer listed are gone from the next scrape.
 func (m *Metrics) SetMemoryUnusableIndexes(idx []UnusableIndex) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.unusable.replace(m.unusableIndex, func(set func(float64, ...string)) {
-		for _, u := range idx {
-			set(u.Index, strconv.Itoa(u.Node), u.Zone)
-		}
-	})
-}
-
-// gaugeSet remembers which series of a GaugeVec were set last time, so that a
-// setter can replace the whole set at once: series not set again (an IRQ, a
-// channel, a zone that went away) are deleted instead of lingering. When the
-// same labels are set twice, the last value counts.
-type gaugeSet map[string][]string
-
-func (g *gaugeSet) replace(vec *prometheus.GaugeVec, fill func(set func(v float64, labels ...string))) {
-	next := make(gaugeSet, len(*g))
-	fill(func(v float64, labels ...string) {
-		for i, l := range labels {
-			labels[i] = printable.Escape(l) // a NIC name may hold any byte; a label must be UTF-8
-		}
-		g, err := vec.GetMetricWithLabelValues(labels...)
-		if err != nil {
-			return // cannot happen with escaped values and the right count; never panic over a label
-		}
-		g.Set(v)
-		next[strings.Join(labels, "\xff")] = labels
-	})
-	for k, labels := range *g {
-		if _, ok := next[k]; !ok {
-			vec.DeleteLabelValues(labels...)
-		}
+	var b seriesBuilder
+	for _, u := range idx {
+		b.add(u.Index, strconv.Itoa(u.Node), u.Zone)
 	}
-	*g = next
+	m.snap.set(snapUnusable, b.series())
 }
 
 // ObserveCompaction records one compaction of NUMA node: counted by reason

@@ -8,12 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -102,24 +105,41 @@ func golden(t *testing.T, m *Metrics, name string) {
 }
 
 // exposition renders the contract metrics in the text format, as /metrics
-// would.
+// serves them (parsed and re-encoded with expfmt, keeping only nodekeeper_*).
 func exposition(t *testing.T, m *Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	newMux(m, nil, slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(rec.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	names := make([]string, 0, len(fams))
+	for name := range fams {
+		if strings.HasPrefix(name, "nodekeeper_") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
 	var b strings.Builder
-	for _, line := range strings.SplitAfter(rec.Body.String(), "\n") {
-		if f := strings.Fields(line); len(f) > 0 {
-			name := f[0]
-			if name == "#" && len(f) > 2 {
-				name = f[2]
-			}
-			if strings.HasPrefix(name, "nodekeeper_") {
-				b.WriteString(line)
-			}
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, name := range names {
+		if err := enc.Encode(fams[name]); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return b.String()
+}
+
+// count is the number of series of the metric family name in m's registry.
+func count(t *testing.T, m *Metrics, name string) int {
+	t.Helper()
+	n, err := testutil.GatherAndCount(m.Registry(), name)
+	if err != nil {
+		t.Fatalf("gather %s: %v", name, err)
+	}
+	return n
 }
 
 func TestGoldenFresh(t *testing.T) {
@@ -188,7 +208,7 @@ func TestStaleSeriesDeleted(t *testing.T) {
 	})
 	m.SetVMBusChannels([]VMBusChannel{{"eth0", "0", 1}, {"eth0", "1", 2}})
 	m.SetMemoryUnusableIndexes([]UnusableIndex{{0, "Normal", 0.5}, {1, "Normal", 0.5}})
-	if n := testutil.CollectAndCount(m.nicIRQCPU); n != 3 {
+	if n := count(t, m, "nodekeeper_nic_irq_cpu"); n != 3 {
 		t.Fatalf("nic_irq_cpu has %d series, want 3", n)
 	}
 
@@ -219,12 +239,8 @@ nodekeeper_memory_unusable_index{node="0",zone="Normal"} 0.125
 	m.SetNICIRQs(nil)
 	m.SetVMBusChannels(nil)
 	m.SetMemoryUnusableIndexes(nil)
-	for name, n := range map[string]int{
-		"nic_irq_cpu":           testutil.CollectAndCount(m.nicIRQCPU),
-		"vmbus_channel_cpu":     testutil.CollectAndCount(m.vmbusChannelCPU),
-		"memory_unusable_index": testutil.CollectAndCount(m.unusableIndex),
-	} {
-		if n != 0 {
+	for _, name := range []string{"nodekeeper_nic_irq_cpu", "nodekeeper_vmbus_channel_cpu", "nodekeeper_memory_unusable_index"} {
+		if n := count(t, m, name); n != 0 {
 			t.Errorf("%s has %d series after an empty set, want 0", name, n)
 		}
 	}
@@ -390,7 +406,7 @@ func TestConcurrentSetters(t *testing.T) {
 	if _, err := m.Registry().Gather(); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(m.nicIRQCPU); n != 1 {
+	if n := count(t, m, "nodekeeper_nic_irq_cpu"); n != 1 {
 		t.Errorf("nic_irq_cpu has %d series, want 1", n)
 	}
 }

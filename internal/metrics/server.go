@@ -28,6 +28,7 @@ const (
 // disabled) is valid: Addr returns nil and Wait returns at once.
 type Server struct {
 	addr net.Addr
+	lim  *connLimiter
 	done chan struct{}
 	err  error
 }
@@ -37,6 +38,9 @@ type Server struct {
 //
 //	/metrics  m's registry in the Prometheus exposition formats
 //	/healthz  200 "ok", or 503 with the error health returns (nil health: always ok)
+//
+// It holds at most maxConns connections: at the cap a new connection
+// displaces the longest-waiting one that has no request in progress.
 //
 // listen "" means metrics are disabled: Serve returns (nil, nil).
 func Serve(ctx context.Context, listen string, m *Metrics, health func() error, log *slog.Logger) (*Server, error) {
@@ -51,7 +55,9 @@ func Serve(ctx context.Context, listen string, m *Metrics, health func() error, 
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen on %s: %w", listen, err)
 	}
+	lim := newConnLimiter(ln, maxConns)
 	srv := &http.Server{
+		ConnState:         lim.track,
 		Handler:           newMux(m, health, log),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
@@ -61,9 +67,9 @@ func Serve(ctx context.Context, listen string, m *Metrics, health func() error, 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	s := &Server{addr: ln.Addr(), done: make(chan struct{})}
-	log.Info("serving metrics", "addr", s.addr.String())
-	go s.run(ctx, srv, ln, log)
+	s := &Server{addr: ln.Addr(), lim: lim, done: make(chan struct{})}
+	log.Info("serving metrics", "addr", s.addr.String(), "max_connections", maxConns)
+	go s.run(ctx, srv, lim, log)
 	return s, nil
 }
 

@@ -2,7 +2,6 @@ package status
 
 import (
 	"fmt"
-	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"io"
 	"math"
 	"strings"
@@ -99,7 +98,7 @@ func Render(w io.Writer, v View, s Style) error {
 		if v.Daemon.DryRun {
 			dry = ", dry run"
 		}
-		p("daemon     running (pid %d, %s, state %s%s)\n", v.Daemon.PID, v.Daemon.Version, ago(v.Time, v.Daemon.Updated), dry)
+		p("%s\n", clip(fmt.Sprintf("daemon     running (pid %d, %s, state %s%s)", v.Daemon.PID, v.Daemon.Version, ago(v.Time, v.Daemon.Updated), dry), 80))
 	} else {
 		p("daemon     %s\n", s.paint(yellow, "not running: live readings only"))
 	}
@@ -108,39 +107,44 @@ func Render(w io.Writer, v View, s Style) error {
 	case ib.Version == "" && ib.ActiveState == "":
 		p("irqbalance unknown\n")
 	default:
-		line := fmt.Sprintf("irqbalance %s %s", orDash(ib.Version), orDash(ib.ActiveState))
+		pid, buggy := "", ""
 		if ib.MainPID != 0 {
-			line += fmt.Sprintf(" (pid %d)", ib.MainPID)
+			pid = fmt.Sprintf(" (pid %d)", ib.MainPID)
 		}
 		if ib.KnownBuggy {
-			line += " " + s.paint(red, "KNOWN BUGGY: never migrates IRQs")
+			buggy = "KNOWN BUGGY: never migrates IRQs"
+		}
+		room := 80 - len(pid) - len(buggy) - 1
+		line := clip(fmt.Sprintf("irqbalance %s %s", orDash(ib.Version), orDash(ib.ActiveState)), room) + pid
+		if buggy != "" {
+			line += " " + s.paint(red, buggy)
 		}
 		p("%s\n", line)
 	}
 	k := v.Kubelet
 	switch {
 	case !k.Known:
-		p("kubelet    %s\n", orDash(k.Note))
+		p("%s\n", clip("kubelet    "+orDash(k.Note), 80))
 	case k.CPUs.IsEmpty():
-		p("kubelet    not pinned (may run on every CPU)%s\n", note(k.Note))
+		p("%s\n", clip("kubelet    not pinned (may run on every CPU)"+note(k.Note), 80))
 	default:
 		by := ""
 		if k.Pinned {
 			by = " by nodekeeper"
 		}
-		p("kubelet    pinned%s to %s (%s)\n", by, k.CPUs, orDash(k.Mode))
+		p("%s\n", clip(fmt.Sprintf("kubelet    pinned%s to %s (%s)", by, k.CPUs, orDash(k.Mode)), 80))
 	}
 	p("IRQ spread %s: %s\n", s.status(v.IRQ.Status), fit(v.IRQ.Message, 80-len("IRQ spread : ")-len(v.IRQ.Status)))
 	p("softirq    %s: %s\n", s.status(v.Softirq.Status), fit(v.Softirq.Message, 80-len("softirq    : ")-len(v.Softirq.Status)))
 	for _, e := range v.Freeze {
-		p("freeze     %s %s %s\n", s.paint(yellow, printable.Clip(e.Status, 16)), printable.Clip(e.EventID, 40), printable.Clip(e.Description, 60))
+		p("freeze     %s %s\n", s.paint(yellow, clip(e.Status, 16)), clip(e.EventID+" "+e.Description, 80-len("freeze      ")-min(16, utf8.RuneCountInString(e.Status))))
 	}
 	if lp := v.LastPause; lp != nil {
 		desc := ""
 		if lp.EventID != "" {
-			desc = " Freeze " + printable.Clip(lp.EventID, 40)
+			desc = " Freeze " + lp.EventID
 			if lp.Description != "" {
-				desc += " \"" + printable.Clip(lp.Description, 60) + "\""
+				desc += " \"" + lp.Description + "\""
 			}
 		}
 		p("%s\n", clip(fmt.Sprintf("last pause %s, %.1fs (%s%s) → %s", ago(v.Time, lp.At), lp.Seconds, lp.Source, desc, orDash(lp.Outcome)), 80))
@@ -150,14 +154,14 @@ func Render(w io.Writer, v View, s Style) error {
 		if i > 0 {
 			label = "          "
 		}
-		res := a.Result
+		res := clip(a.Result, 20)
 		if res == "success" {
 			res = s.paint(green, res)
 		} else if strings.HasPrefix(res, "fail") || res == "verify_timeout" {
 			res = s.paint(red, res)
 		}
-		head := fmt.Sprintf("%s %s %s ", label, ago(v.Time, a.Time), orDash(a.Action))
-		room := 80 - utf8.RuneCountInString(head) - len(a.Result) - 1
+		head := fmt.Sprintf("%s %s %s ", label, ago(v.Time, a.Time), clip(orDash(a.Action), 24))
+		room := 80 - utf8.RuneCountInString(head) - utf8.RuneCountInString(clip(a.Result, 20)) - 1
 		p("%s%s %s\n", head, res, clip(a.Detail, max(room, 1)))
 	}
 	if v.Compaction != "" {
@@ -259,6 +263,9 @@ func fit(s string, n int) string {
 }
 
 func clip(s string, n int) string {
+	if n < 1 {
+		return ""
+	}
 	r := []rune(s)
 	if len(r) <= n {
 		return s

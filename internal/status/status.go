@@ -7,7 +7,6 @@
 package status
 
 import (
-	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"sort"
 	"strings"
 	"time"
@@ -15,11 +14,17 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 )
 
-// View is everything status shows; it is also the JSON output.
+// View is everything status shows; it is also the JSON output. Build makes
+// every string in it that came from outside nodekeeper (NIC and queue names,
+// IMDS event ids and descriptions, versions and states read from the host or
+// the state file) printable UTF-8 with package printable, clipped to a length
+// a person can read, so that neither output can carry terminal escapes,
+// newlines or bytes that are not UTF-8.
 type View struct {
 	Time       time.Time           `json:"time"`
 	Online     cpuset.Set          `json:"online_cpus"`
@@ -87,6 +92,8 @@ type Inputs struct {
 func Build(in Inputs) View {
 	v := View{Time: in.Now, Online: in.IRQ.Online, IRQ: in.IRQ.Verdict, Kubelet: in.Kubelet, Window: in.Window,
 		Softirq: in.Snapshot.Report().Verdict, Repairs: []state.Action{}}
+	v.Kubelet.Mode = shown(v.Kubelet.Mode, maxWord)
+	v.Kubelet.Note = shown(v.Kubelet.Note, maxText)
 	crowded := map[int]bool{}
 	for _, iv := range in.IRQ.Interfaces {
 		if iv.MaxAllowed == 0 {
@@ -127,20 +134,27 @@ func Build(in Inputs) View {
 		v.CPUs = append(v.CPUs, row)
 	}
 	if st := in.State; st != nil {
-		v.Daemon = Daemon{Running: in.Fresh, PID: st.PID, Version: st.Version, Updated: st.Updated, DryRun: st.DryRun}
-		v.Irqbalance = st.Irqbalance
+		v.Daemon = Daemon{Running: in.Fresh, PID: st.PID, Version: shown(st.Version, maxWord), Updated: st.Updated, DryRun: st.DryRun}
+		ib := st.Irqbalance
+		ib.Version, ib.Source, ib.Why, ib.ActiveState = shown(ib.Version, maxWord), shown(ib.Source, maxWord), shown(ib.Why, maxText), shown(ib.ActiveState, maxWord)
+		v.Irqbalance = ib
 		if n := len(st.Pauses); n > 0 {
 			p := st.Pauses[n-1]
+			p.Source, p.EventID, p.Description, p.Outcome = shown(p.Source, maxWord), shown(p.EventID, maxID), shown(p.Description, maxText), shown(p.Outcome, maxWord)
 			v.LastPause = &p
 		}
-		v.Freeze = st.Freeze
+		for _, e := range st.Freeze {
+			e.EventID, e.Status, e.NotBefore, e.Description = shown(e.EventID, maxID), shown(e.Status, maxWord), shown(e.NotBefore, maxWord), shown(e.Description, maxText)
+			v.Freeze = append(v.Freeze, e)
+		}
 		for i := len(st.Actions) - 1; i >= 0 && len(v.Repairs) < 5; i-- {
 			if a := st.Actions[i]; a.Result != "started" {
+				a.Action, a.Result, a.Detail, a.Trigger = shown(a.Action, maxWord), shown(a.Result, maxWord), shown(a.Detail, maxText), shown(a.Trigger, maxText)
 				v.Repairs = append(v.Repairs, a)
 			}
 		}
 		if c, ok := st.Checks["compaction"]; ok {
-			v.Compaction = c.Status + ": " + c.Message
+			v.Compaction = shown(c.Status+": "+c.Message, maxText)
 		}
 	}
 	if !v.Daemon.Running {
@@ -148,6 +162,17 @@ func Build(in Inputs) View {
 	}
 	return v
 }
+
+// Clip lengths of strings from outside, in bytes after escaping: a word (a
+// version, a state, a result), an IMDS event id, and a sentence.
+const (
+	maxWord = 40
+	maxID   = 40
+	maxText = 160
+)
+
+// shown makes s, which came from outside, printable and at most max bytes.
+func shown(s string, max int) string { return printable.Clip(s, max) }
 
 // queueList shortens "eth0:comp0 eth0:comp2 eth0:comp4" to "eth0 comp0,2,4".
 func queueList(irqs []string) string {

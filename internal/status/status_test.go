@@ -28,6 +28,12 @@ var now = time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC)
 // (capped at 16), healthy or collapsed onto CPUs 4 and 5 as in the incident.
 func scenario(t *testing.T, n int, skewed bool) View {
 	t.Helper()
+	return Build(scenarioInputs(t, n, skewed))
+}
+
+// scenarioInputs are the inputs of scenario.
+func scenarioInputs(t testing.TB, n int, skewed bool) Inputs {
+	t.Helper()
 	queues := map[int]int{8: 9, 16: 16, 64: 32}[n] // 8 vCPUs: the incident's 9 IRQs
 	aff := func(i int) (cpuset.Set, cpuset.Set) { c := cpuset.New(i % n); return c, c }
 	if skewed {
@@ -70,7 +76,7 @@ func scenario(t *testing.T, n int, skewed bool) View {
 	if skewed {
 		kub.CPUs = cpuset.Range(0, n-1) // the pin could not follow yet
 	}
-	return Build(Inputs{Now: now, IRQ: rep, Snapshot: snap, State: st, Fresh: true, Kubelet: kub, Window: time.Second})
+	return Inputs{Now: now, IRQ: rep, Snapshot: snap, State: st, Fresh: true, Kubelet: kub, Window: time.Second}
 }
 
 func TestGolden(t *testing.T) {
