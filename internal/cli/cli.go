@@ -63,7 +63,7 @@ Usage:
   nodekeeper run      [--config FILE] [--dry-run]       the daemon
   nodekeeper check    [irq|kubelet|compaction|softirq|all] [--output text|json] [--window 1s]
   nodekeeper config validate [FILE]
-  nodekeeper undo                                       remove kubelet's pin (IRQ masks are left)
+  nodekeeper undo     [--force]                         remove nodekeeper's kubelet pin (IRQ masks are left)
   nodekeeper status   [--output text|json] [--window 1s]  the per-CPU picture
   nodekeeper version
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/nodekeeper/nodekeeper/internal/state"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,9 +172,33 @@ func TestCheckKubelet(t *testing.T) {
 	if code, out, _ := run(t, append([]string{"check", "kubelet", "--window", "10ms"}, rootArgs(p)...)...); code != 0 {
 		t.Errorf("pinned off net_rx: exit %d %q", code, out)
 	}
+	// That pin is someone else's: undo leaves it unless forced.
 	code, out, _ = run(t, append([]string{"undo"}, rootArgs(p)...)...)
+	if code != 0 || !strings.HasPrefix(out, "nothing of nodekeeper's to remove") || f.State("kubelet.service").AllowedCPUs.IsEmpty() {
+		t.Errorf("undo of a foreign pin: exit %d %q, AllowedCPUs %s", code, out, f.State("kubelet.service").AllowedCPUs)
+	}
+	code, out, _ = run(t, append([]string{"undo", "--force"}, rootArgs(p)...)...)
 	if code != 0 || !strings.Contains(out, "removed kubelet's pin") || !f.State("kubelet.service").AllowedCPUs.IsEmpty() {
-		t.Errorf("undo: exit %d %q, AllowedCPUs %s", code, out, f.State("kubelet.service").AllowedCPUs)
+		t.Errorf("undo --force: exit %d %q, AllowedCPUs %s", code, out, f.State("kubelet.service").AllowedCPUs)
+	}
+	// What the state file records as stored is nodekeeper's, on the unit it names.
+	f.AddService("kubelet-x.service")
+	f.SetAllowedCPUs(context.Background(), "kubelet-x.service", cpuset.New(6, 7), true)
+	if err := state.Write(filepath.Join(p.Root, state.RelPath), &state.State{Kubelet: state.Kubelet{Stored: true, Unit: "kubelet-x.service"}}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = run(t, append([]string{"undo"}, rootArgs(p)...)...)
+	if code != 0 || !strings.Contains(out, "kubelet-x.service AllowedCPUs reset") || !f.State("kubelet-x.service").AllowedCPUs.IsEmpty() {
+		t.Errorf("undo of a stored pin: exit %d %q, AllowedCPUs %s", code, out, f.State("kubelet-x.service").AllowedCPUs)
+	}
+	if st, _ := state.Read(filepath.Join(p.Root, state.RelPath)); st == nil || st.Kubelet.Ours() {
+		t.Errorf("the state file still records the pin: %+v", st)
+	}
+	// A bad configuration is an error, not a guess at the unit.
+	bad := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(bad, []byte("kubelet:\n  unit: [\n"), 0o644)
+	if code, _, errOut := run(t, append(append([]string{"undo"}, rootArgs(p)...), "--config", bad)...); code != 1 || !strings.Contains(errOut, bad) {
+		t.Errorf("undo with a bad config: exit %d %q", code, errOut)
 	}
 	dialSystemd = func(context.Context) (systemd.Units, error) { return nil, os.ErrNotExist }
 	if code, out, _ := run(t, append([]string{"check", "kubelet"}, rootArgs(p)...)...); code != 2 || !strings.HasPrefix(out, "cannot ask systemd") {

@@ -104,35 +104,58 @@ func runUndo(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet("undo", env)
 	var g globals
 	g.register(fs)
+	force := fs.Bool("force", false, "also reset AllowedCPUs= that nodekeeper's state file does not record as its own")
 	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
 		return 2
 	}
 	cfg, err := loadConfig(g.configFile)
 	if err != nil {
-		fmt.Fprintln(env.Stderr, "nodekeeper: config:", err, "(using kubelet.service)")
-		cfg = config.Default()
+		fmt.Fprintln(env.Stderr, "nodekeeper: config:", err)
+		return 1
 	}
 	h, err := hostfs.New(g.paths)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "nodekeeper:", err)
 		return 1
 	}
+	// What nodekeeper stored, and on which unit, is in its state file.
+	path := h.Root(state.RelPath)
+	st, err := state.Read(path)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "nodekeeper: cannot read the state file:", err)
+		return 1
+	}
+	unit := cfg.Kubelet.Unit
+	ours := st != nil && st.Kubelet.Ours()
+	if ours && st.Kubelet.Unit != "" {
+		unit = st.Kubelet.Unit
+	}
+	mode := kubelet.DetectMode(h)
+	if !ours && !*force {
+		// The v1 cpuset cgroup is nodekeeper's by its name alone.
+		if mode != kubelet.ModeCgroupV1 {
+			fmt.Fprintf(env.Stdout, "nothing of nodekeeper's to remove: its state file records no pin on %s "+
+				"(--force resets %s's AllowedCPUs= anyway)\n", unit, unit)
+			return 0
+		}
+	}
 	units, err := dialSystemd(ctx)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "nodekeeper: cannot reach systemd over D-Bus:", err)
 		return 1
 	}
-	p := &kubelet.Pinner{FS: h, Units: units, Unit: cfg.Kubelet.Unit, Mode: kubelet.DetectMode(h)}
+	p := &kubelet.Pinner{FS: h, Units: units, Unit: unit, Mode: mode}
 	if err := p.Undo(ctx); err != nil {
 		fmt.Fprintln(env.Stderr, "nodekeeper:", err)
 		return 1
 	}
-	path := h.Root(state.RelPath)
-	if st, err := state.Read(path); err == nil && st != nil && st.Kubelet.Pinned {
+	if ours {
 		st.Kubelet = state.Kubelet{}
-		_ = state.Write(path, st)
+		if err := state.Write(path, st); err != nil {
+			fmt.Fprintln(env.Stderr, "nodekeeper: the pin is removed, but the state file could not be updated:", err)
+		}
 	}
-	fmt.Fprintf(env.Stdout, "removed kubelet's pin: %s AllowedCPUs reset (runtime)", cfg.Kubelet.Unit)
+	fmt.Fprintf(env.Stdout, "removed kubelet's pin: %s AllowedCPUs reset (runtime)", unit)
 	if p.Mode == kubelet.ModeCgroupV1 {
 		fmt.Fprintf(env.Stdout, "; cpuset cgroup %s removed", kubelet.CgroupName)
 	}

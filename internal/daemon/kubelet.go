@@ -146,6 +146,7 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 		d.kubeletWhy(fmt.Sprintf("not pinning kubelet to %s now: %s", c.CPUs, dec.Detail))
 		return
 	}
+	d.markStored(cfg.Unit) // before asking: a failure may come after systemd stored it
 	pin, err = d.pinner().Apply(ctx, c.CPUs)
 	d.kube.gate.End(err == nil)
 	if err != nil {
@@ -185,7 +186,7 @@ func (d *Daemon) kubeletWhy(why string) {
 func (d *Daemon) pinnedInState() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.st.Kubelet.Pinned
+	return d.st.Kubelet.Ours()
 }
 
 func (d *Daemon) recordKubelet(c kubelet.Choice, pin kubelet.Pin) {
@@ -196,7 +197,8 @@ func (d *Daemon) recordKubelet(c kubelet.Choice, pin kubelet.Pin) {
 	raw, _ := json.Marshal(rep)
 	d.d.Metrics.SetCheckStatus(kubelet.Name, string(rep.Status))
 	d.mu.Lock()
-	d.st.Kubelet = state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
+	d.st.Kubelet = state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Stored: d.st.Kubelet.Stored || !d.kube.applied.IsEmpty(),
+		Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
 		NetRx: c.NetRx.List(), Mode: string(d.kube.mode), Time: d.kube.at, Reason: c.Reason, Disjoint: c.Disjoint}
 	d.st.Checks[kubelet.Name] = state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
 		Status: string(rep.Status), Message: rep.Message, Report: raw}
@@ -244,4 +246,13 @@ func (d *Daemon) kubeletRestarted(ctx context.Context) {
 		return
 	}
 	d.log.Info("kubelet restarted: pin re-applied", "unit", d.cfg.Kubelet.Unit, "cpus", d.kube.applied.List(), "main_pid", pin.Unit.MainPID)
+}
+
+// markStored records, in the state file, that AllowedCPUs= may be stored on
+// unit by nodekeeper.
+func (d *Daemon) markStored(unit string) {
+	d.mu.Lock()
+	d.st.Kubelet.Stored, d.st.Kubelet.Unit = true, unit
+	d.mu.Unlock()
+	d.writeState()
 }

@@ -80,7 +80,15 @@ type Kubelet struct {
 	Time     time.Time `json:"time,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
 	Disjoint bool      `json:"disjoint,omitempty"`
+	// Stored is set from the moment nodekeeper asks systemd to store
+	// AllowedCPUs= on Unit until it removed it again — also when the pin
+	// failed after systemd stored it (Pinned false): what nodekeeper stored
+	// is its own to take away, across restarts (pinning: off, undo).
+	Stored bool `json:"stored,omitempty"`
 }
+
+// Ours reports whether kubelet's unit may carry a pin of nodekeeper's.
+func (k Kubelet) Ours() bool { return k.Pinned || k.Stored }
 
 // Pause is one VM pause the daemon recorded.
 type Pause struct {
