@@ -8,7 +8,7 @@
 # NODEKEEPER_REQUIRE_LAYERS (CI: root,nspawn) fails the run instead.
 set -uo pipefail
 GO=${1:-go}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export NODEKEEPER_CACHE=${NODEKEEPER_CACHE:-/var/cache/nodekeeper-test}
 
 say() { printf '== %s\n' "$*"; }
