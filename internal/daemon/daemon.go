@@ -507,8 +507,14 @@ const (
 // runCheck runs the IRQ check in the main loop and, on a problem, proposes
 // a repair.
 func (d *Daemon) runCheck(ctx context.Context, p pending) {
+	if ctx.Err() != nil {
+		return // stopping: a check cut short is no verdict
+	}
 	start := d.d.Clock.Now()
 	rep := d.checker.Run(ctx)
+	if ctx.Err() != nil {
+		return
+	}
 	d.d.Metrics.ObserveCheckDuration(irq.Name, d.d.Clock.Now().Sub(start))
 	if p.reason == reasonTimer && rep.Status == check.Problem && d.last.status != check.Problem && d.cfg.IRQ.SettleDelay > 0 {
 		// A periodic check that fell due during a VM pause runs the moment
