@@ -705,7 +705,8 @@ func TestUnitSecurityExposure(t *testing.T) {
 	// The settings the daemon's lifecycle depends on stay.
 	unit, _ := os.ReadFile(repo("systemd/nodekeeper.service"))
 	for _, line := range []string{"Type=notify", "NotifyAccess=main", "WatchdogSec=120s", "Restart=on-failure",
-		"Before=kubelet.service", "ExecReload=/bin/kill -HUP $MAINPID", "RuntimeDirectory=nodekeeper",
+		"Before=kubelet.service", "ExecReload=/usr/bin/nodekeeper config validate", "ExecReload=/bin/kill -HUP $MAINPID",
+		"RuntimeDirectory=nodekeeper", "StartLimitBurst=5", "MemoryMax=256M", "TasksMax=64", "LimitNOFILE=1024",
 		"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=CAP_SYS_NICE CAP_DAC_OVERRIDE",
 		"RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6"} {
 		if !slices.Contains(strings.Split(string(unit), "\n"), line) {
@@ -731,7 +732,7 @@ func TestUnitVerify(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(x, "usr/bin/nodekeeper")
-	u := strings.Replace(string(unit), "ExecStart=/usr/bin/nodekeeper ", "ExecStart="+bin+" ", 1)
+	u := strings.ReplaceAll(string(unit), "=/usr/bin/nodekeeper ", "="+bin+" ") // ExecStart=, ExecReload=
 	if err := os.WriteFile(filepath.Join(dir, "nodekeeper.service"), []byte(u), 0o644); err != nil {
 		t.Fatal(err)
 	}
