@@ -231,7 +231,10 @@ func (d *Daemon) recordKubelet(dec kubelet.Decision, pin kubelet.Pin) {
 	d.d.Metrics.SetKubeletAllowedCPUs(d.kube.applied.Len())
 	d.d.Metrics.SetKubeletNetRxOverlapCPUs(pin.Running().Intersect(c.NetRx).Len())
 	rep := dec.Judge(pin, d.kube.mode)
-	raw, _ := json.Marshal(rep)
+	raw, err := json.Marshal(rep)
+	if err != nil {
+		d.errorOnce(metrics.ComponentKubelet, "cannot record kubelet's check in the state file: "+err.Error())
+	}
 	d.d.Metrics.SetCheckStatus(kubelet.Name, string(rep.Status))
 	d.mu.Lock()
 	d.st.Kubelet = state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Stored: d.st.Kubelet.Stored, Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
