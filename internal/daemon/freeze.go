@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"log/slog"
 	"time"
 
@@ -88,7 +89,8 @@ func StartFreezeWatch(ctx context.Context, cfg config.Config, h *hostfs.FS, m *m
 		OnEventSeen: func(e imds.Event) { m.IncScheduledEvent(e.Type.Label()) },
 		OnFreezeStarted: func(e imds.Event, _ time.Time) {
 			log.Warn("Freeze for this VM started: the pause is expected now", logging.Msg(logging.MsgScheduledEvent),
-				"event_type", string(e.Type), "event_id", e.ID, "event_status", string(e.Status), "description", e.Description)
+				"event_type", printable.Clip(string(e.Type), maxIMDSWord), "event_id", printable.Clip(e.ID, maxIMDSWord),
+				"event_status", printable.Clip(string(e.Status), maxIMDSWord), "description", printable.Clip(e.Description, maxIMDSText))
 		},
 		OnFreezeEvents: func([]imds.Event) {
 			select {
@@ -114,7 +116,8 @@ func StartFreezeWatch(ctx context.Context, cfg config.Config, h *hostfs.FS, m *m
 func (d *Daemon) paused(r freeze.Resume) {
 	src := string(r.Source)
 	d.d.Metrics.IncVMPause(src)
-	p := state.Pause{At: r.At, Seconds: r.Length.Seconds(), Source: src, EventID: r.EventID, Description: r.Description}
+	p := state.Pause{At: r.At, Seconds: r.Length.Seconds(), Source: src, EventID: printable.Clip(r.EventID, maxIMDSWord),
+		Description: printable.Clip(r.Description, maxIMDSText)}
 	if p.At.IsZero() {
 		p.At = d.d.Clock.Now() // imds fallback: when the event left the list
 	}
@@ -127,7 +130,7 @@ func (d *Daemon) paused(r freeze.Resume) {
 	d.mu.Unlock()
 	d.log.Warn(fmt.Sprintf("VM pause of %.1fs detected (%s): checking the IRQ spread after %s", r.Length.Seconds(), src, d.cfg.IRQ.SettleDelay),
 		logging.Msg(logging.MsgVMPause), "source", src, "pause_seconds", r.Length.Seconds(),
-		"event_id", r.EventID, "description", r.Description)
+		"event_id", p.EventID, "description", p.Description)
 	d.schedule(pending{reason: "vm pause (" + src + ")", resume: r.At, pauses: []int{id}})
 	d.writeState()
 }
@@ -138,9 +141,10 @@ func (d *Daemon) freezeChanged() {
 		return
 	}
 	evs := d.d.FreezeActive()
-	list := make([]state.FreezeEvent, 0, len(evs))
-	for _, e := range evs {
-		list = append(list, state.FreezeEvent{EventID: e.ID, Status: string(e.Status), NotBefore: e.NotBeforeRaw, Description: e.Description})
+	list := make([]state.FreezeEvent, 0, min(len(evs), maxFreezeShown))
+	for _, e := range evs[:min(len(evs), maxFreezeShown)] {
+		list = append(list, state.FreezeEvent{EventID: printable.Clip(e.ID, maxIMDSWord), Status: printable.Clip(string(e.Status), maxIMDSWord),
+			NotBefore: printable.Clip(e.NotBeforeRaw, maxIMDSWord), Description: printable.Clip(e.Description, maxIMDSText)})
 	}
 	d.mu.Lock()
 	d.st.Freeze = list
@@ -148,3 +152,11 @@ func (d *Daemon) freezeChanged() {
 	d.writeState()
 	d.status()
 }
+
+// What IMDS sends reaches people (journal, STATUS=, status) escaped and
+// clipped: an id, status or date is a word, a description a line.
+const (
+	maxIMDSWord    = 64
+	maxIMDSText    = 200
+	maxFreezeShown = 8 // Freeze events of this VM kept in the state file and STATUS=
+)
