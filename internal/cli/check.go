@@ -40,6 +40,7 @@ var checks = []struct {
 	{kubelet.Name, checkKubelet},
 	{compaction.CheckName, checkCompaction},
 	{symptoms.CheckName, checkSoftirq},
+	{"snat", checkSNAT}, // snat.CheckName
 }
 
 func checkIRQ(ctx context.Context, h *hostfs.FS, cfg config.Config, _ time.Duration) reporter {
