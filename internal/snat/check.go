@@ -61,8 +61,11 @@ func (s Scanner) Run(ctx context.Context, cfg Config) *Report {
 	var st conntrack.Stats
 	var err error
 	// One full dump: a flow spends a port whether the node masquerades it
-	// or not (Azure CNI pod addresses are not), so every entry is needed;
-	// the kernel's status filter would only split the same walk in two.
+	// or not (Azure CNI pod addresses are not), so every entry is needed.
+	// Splitting it with the kernel's status filter (SRC_NAT, then the rest)
+	// walks the table twice for the same entries: measured on 250 k real
+	// entries (BenchmarkKernelTable250k) 0.57–0.80 s of CPU against
+	// 0.52–0.72 s for one dump, the same ~4 MiB.
 	for range dumpAttempts {
 		agg = NewAggregator(cfg.PrivateCIDRs)
 		st, err = s.Dump(ctx, conntrack.Filter{}, agg.Add)
