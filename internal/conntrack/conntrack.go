@@ -11,9 +11,10 @@
 // per-flow decoder is private (reachable only through the list call), so
 // Decode reads the few attributes nodekeeper needs (tuples, protocol, ports,
 // status) straight from the message, without allocating and with every
-// length checked (the library's generic attribute walker allocates per nested
-// attribute and slices past an unaligned last attribute). ti-mo/conntrack
-// exports a decoder, but it would add three modules for the same few lines.
+// length checked (the library's generic attribute walker, nl.ParseRouteAttr,
+// allocates per nested attribute and panics on an unaligned last attribute).
+// ti-mo/conntrack exports a decoder, but it would add three modules for the
+// same few lines.
 //
 // The kernel can filter a dump on the status bits (CTA_STATUS +
 // CTA_STATUS_MASK, kernels ≥ 5.15; older kernels ignore the attributes and
