@@ -10,7 +10,7 @@
 # install started anyway (irqbalance, dbus-daemon) is stopped again by PID.
 set -euo pipefail
 
-PKGS=(systemd-container debootstrap irqbalance debian-archive-keyring prometheus shellcheck)
+PKGS=(systemd-container debootstrap irqbalance debian-archive-keyring prometheus shellcheck conntrack nftables)
 POLICY=/usr/sbin/policy-rc.d
 # Daemons a package's maintainer script may start on a host without systemd.
 WATCH_COMMS=(irqbalance dbus-daemon prometheus)

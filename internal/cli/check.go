@@ -51,6 +51,7 @@ var checks = []struct {
 	{kubelet.Name, checkKubelet},
 	{compaction.CheckName, checkCompaction},
 	{symptoms.CheckName, checkSoftirq},
+	{"snat", checkSNAT}, // snat.CheckName
 }
 
 func checkIRQ(ctx context.Context, e checkEnv) reporter {

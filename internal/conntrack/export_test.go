@@ -1,0 +1,4 @@
+package conntrack
+
+// Classify is classify for the external tests.
+var Classify = classify
