@@ -51,7 +51,7 @@ var checks = []struct {
 	{kubelet.Name, checkKubelet},
 	{compaction.CheckName, checkCompaction},
 	{symptoms.CheckName, checkSoftirq},
-	{"snat", checkSNAT}, // snat.CheckName
+	{"snat", func(ctx context.Context, e checkEnv) reporter { return checkSNAT(ctx, e.h, e.cfg, e.window) }}, // snat.CheckName
 }
 
 func checkIRQ(ctx context.Context, e checkEnv) reporter {

@@ -267,28 +267,27 @@ func (d *Daemon) unpinKubelet(ctx context.Context, why string) {
 		}
 	}
 	removed, err := p.Undo(ctx, stored, false)
-	result := metrics.ResultSuccess
 	if err != nil {
-		result = metrics.ResultFailure
+		d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, metrics.ResultFailure)
+		d.addAction(state.Action{Action: metrics.ActionKubeletUnpin, Result: metrics.ResultFailure, Detail: why})
 		d.log.Error("cannot remove kubelet's pin: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", p.Unit)
-	} else {
-		msg := "kubelet's pin removed: " + why
-		switch {
-		case !removed.Left.IsEmpty():
-			msg = fmt.Sprintf("kubelet's pin: %s AllowedCPUs=%s left in place, nodekeeper stored %s (%s)", p.Unit, removed.Left, stored, why)
-		case removed.Nothing():
-			msg = fmt.Sprintf("kubelet's pin: nothing of nodekeeper's left on %s (%s)", p.Unit, why)
-		}
-		d.log.Info(msg, logging.Msg(logging.MsgKubeletUnpinned), "unit", p.Unit)
-		d.kube.applied = cpuset.Set{}
-		d.d.Metrics.SetKubeletAllowedCPUs(0)
-		d.mu.Lock()
-		d.st.Kubelet = state.Kubelet{}
-		d.mu.Unlock()
-		d.writeState()
+		return
 	}
-	d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, result)
-	d.addAction(state.Action{Action: metrics.ActionKubeletUnpin, Result: result, Detail: why})
+	d.kube.applied = cpuset.Set{}
+	d.d.Metrics.SetKubeletAllowedCPUs(0)
+	d.mu.Lock()
+	d.st.Kubelet = state.Kubelet{}
+	d.mu.Unlock()
+	d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, metrics.ResultSuccess)
+	d.addAction(state.Action{Action: metrics.ActionKubeletUnpin, Result: metrics.ResultSuccess, Detail: why}) // writes the state file
+	msg := "kubelet's pin removed: " + why
+	switch {
+	case !removed.Left.IsEmpty():
+		msg = fmt.Sprintf("kubelet's pin: %s AllowedCPUs=%s left in place, nodekeeper stored %s (%s)", p.Unit, removed.Left, stored, why)
+	case removed.Nothing():
+		msg = fmt.Sprintf("kubelet's pin: nothing of nodekeeper's left on %s (%s)", p.Unit, why)
+	}
+	d.log.Info(msg, logging.Msg(logging.MsgKubeletUnpinned), "unit", p.Unit)
 }
 
 // kubeletRestarted re-applies the pin to a new kubelet process on v1 hosts
