@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
@@ -18,7 +19,17 @@ import (
 
 // checkFunc runs one check read-only and returns its report (a struct that
 // embeds check.Verdict, or a check.Verdict itself).
-type checkFunc func(ctx context.Context, h *hostfs.FS, cfg config.Config, window time.Duration) reporter
+type checkFunc func(ctx context.Context, e checkEnv) reporter
+
+// checkEnv is what a check reads: the host, the configuration (mapped to
+// each package's own settings exactly as the daemon maps it), the sampling
+// window for rate-based checks without a fresh daemon result, and the clock.
+type checkEnv struct {
+	h      *hostfs.FS
+	cfg    config.Config
+	window time.Duration
+	clk    clock.Clock
+}
 
 type reporter interface{ verdict() check.Verdict }
 
@@ -40,16 +51,11 @@ var checks = []struct {
 	{kubelet.Name, checkKubelet},
 	{compaction.CheckName, checkCompaction},
 	{symptoms.CheckName, checkSoftirq},
-	{"snat", checkSNAT}, // snat.CheckName
+	{"snat", func(ctx context.Context, e checkEnv) reporter { return checkSNAT(ctx, e.h, e.cfg, e.window) }}, // snat.CheckName
 }
 
-func checkIRQ(ctx context.Context, h *hostfs.FS, cfg config.Config, _ time.Duration) reporter {
-	opts := irq.Options{
-		Filter:         irq.Filter{Include: cfg.IRQ.Interfaces.Include, Exclude: cfg.IRQ.Interfaces.Exclude},
-		MinSpreadRatio: cfg.IRQ.MinSpreadRatio,
-		VFMissingAfter: cfg.IRQ.VFMissingAfter,
-	}
-	return irqReport{irq.NewChecker(h, irq.Links(h), opts, time.Now).Run(ctx)}
+func checkIRQ(ctx context.Context, e checkEnv) reporter {
+	return irqReport{irq.NewChecker(e.h, irq.Links(e.h), irq.OptionsFrom(e.cfg), e.clk.Now).Run(ctx)}
 }
 
 type allReport struct {
@@ -96,10 +102,11 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		if err != nil {
 			return unknown("cannot read host: " + err.Error())
 		}
+		e := checkEnv{h: h, cfg: cfg, window: *window, clk: env.clock()}
 		if name != "all" {
 			for _, c := range checks {
 				if c.name == name {
-					return c.run(ctx, h, cfg, *window)
+					return c.run(ctx, e)
 				}
 			}
 		}
@@ -107,7 +114,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		var statuses []check.Status
 		var firstBad string
 		for _, c := range checks {
-			r := c.run(ctx, h, cfg, *window)
+			r := c.run(ctx, e)
 			all.Checks = append(all.Checks, r)
 			v := r.verdict()
 			statuses = append(statuses, v.Status)

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/nodekeeper/nodekeeper/internal/buildinfo"
+	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 )
@@ -28,6 +29,16 @@ type Env struct {
 	// before anything else (a SIGHUP in the first milliseconds must reload,
 	// not kill the daemon); nil: run subscribes itself.
 	Hangups <-chan os.Signal
+	// Clock times the checks' samples and judges the daemon's results
+	// fresh; nil: the real clock.
+	Clock clock.Clock
+}
+
+func (e Env) clock() clock.Clock {
+	if e.Clock == nil {
+		return clock.Real{}
+	}
+	return e.Clock
 }
 
 // globals are the flags every subcommand accepts.

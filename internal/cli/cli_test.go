@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/nodekeeper/nodekeeper/internal/state"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/hostfixture"
 )
@@ -178,17 +178,19 @@ func TestCheckKubelet(t *testing.T) {
 		t.Errorf("undo of a foreign pin: exit %d %q, AllowedCPUs %s", code, out, f.State("kubelet.service").AllowedCPUs)
 	}
 	code, out, _ = run(t, append([]string{"undo", "--force"}, rootArgs(p)...)...)
-	if code != 0 || !strings.Contains(out, "removed kubelet's pin") || !f.State("kubelet.service").AllowedCPUs.IsEmpty() {
+	if code != 0 || out != "removed nodekeeper's kubelet pin: kubelet.service AllowedCPUs=0-3 reset (runtime)\n" ||
+		!f.State("kubelet.service").AllowedCPUs.IsEmpty() {
 		t.Errorf("undo --force: exit %d %q, AllowedCPUs %s", code, out, f.State("kubelet.service").AllowedCPUs)
 	}
 	// What the state file records as stored is nodekeeper's, on the unit it names.
 	f.AddService("kubelet-x.service")
 	f.SetAllowedCPUs(context.Background(), "kubelet-x.service", cpuset.New(6, 7), true)
-	if err := state.Write(filepath.Join(p.Root, state.RelPath), &state.State{Kubelet: state.Kubelet{Stored: true, Unit: "kubelet-x.service"}}); err != nil {
+	if err := state.Write(filepath.Join(p.Root, state.RelPath), &state.State{Kubelet: state.Kubelet{
+		Stored: &state.StoredPin{Unit: "kubelet-x.service", AllowedCPUs: "6-7"}}}); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ = run(t, append([]string{"undo"}, rootArgs(p)...)...)
-	if code != 0 || !strings.Contains(out, "kubelet-x.service AllowedCPUs reset") || !f.State("kubelet-x.service").AllowedCPUs.IsEmpty() {
+	if code != 0 || !strings.Contains(out, "kubelet-x.service AllowedCPUs=6-7 reset") || !f.State("kubelet-x.service").AllowedCPUs.IsEmpty() {
 		t.Errorf("undo of a stored pin: exit %d %q, AllowedCPUs %s", code, out, f.State("kubelet-x.service").AllowedCPUs)
 	}
 	if st, _ := state.Read(filepath.Join(p.Root, state.RelPath)); st == nil || st.Kubelet.Ours() {
@@ -203,5 +205,84 @@ func TestCheckKubelet(t *testing.T) {
 	dialSystemd = func(context.Context) (systemd.Units, error) { return nil, os.ErrNotExist }
 	if code, out, _ := run(t, append([]string{"check", "kubelet"}, rootArgs(p)...)...); code != 2 || !strings.HasPrefix(out, "cannot ask systemd") {
 		t.Errorf("no systemd: exit %d %q", code, out)
+	}
+}
+
+// undo takes the unit and what was stored from the state file, touches no
+// pin it does not own without --force, treats a bad configuration as an
+// error, and says exactly what it removed.
+func TestUndo(t *testing.T) {
+	ctx := context.Background()
+	stored := func(unit, cpus string) *state.State {
+		return &state.State{Kubelet: state.Kubelet{Stored: &state.StoredPin{Unit: unit, AllowedCPUs: cpus}}}
+	}
+	for _, tc := range []struct {
+		name     string
+		state    *state.State // nil: no state file
+		config   string       // "" : none
+		force    bool
+		code     int
+		out, err string // a prefix of stdout, a part of stderr
+		allowed  string // kubelet.service's AllowedCPUs after (it starts as 0-1)
+		xAllowed string // kubelet-x.service's (it starts as 6-7)
+		cleared  bool   // the state file no longer records a pin
+	}{
+		{name: "no state file", code: 0, out: "nothing of nodekeeper's to remove", allowed: "0-1", xAllowed: "6-7"},
+		{name: "no state file, forced", force: true, code: 0,
+			out: "removed nodekeeper's kubelet pin: kubelet.service AllowedCPUs=0-1 reset (runtime)\n", allowed: "", xAllowed: "6-7"},
+		{name: "stored on another unit", state: stored("kubelet-x.service", "6-7"), code: 0,
+			out: "removed nodekeeper's kubelet pin: kubelet-x.service AllowedCPUs=6-7 reset (runtime)\n", allowed: "0-1", xAllowed: "", cleared: true},
+		{name: "stored, changed since by someone", state: stored("kubelet-x.service", "4-5"), code: 0,
+			out: "left kubelet-x.service AllowedCPUs=6-7 in place: nodekeeper stored 4-5", allowed: "0-1", xAllowed: "6-7", cleared: true},
+		{name: "stored, changed since, forced", state: stored("kubelet-x.service", "4-5"), force: true, code: 0,
+			out: "removed nodekeeper's kubelet pin: kubelet-x.service AllowedCPUs=6-7 reset", allowed: "0-1", xAllowed: "", cleared: true},
+		{name: "stored, already gone", state: stored("kubelet-y.service", "4-5"), code: 0,
+			out: "nothing of nodekeeper's left to remove: kubelet-y.service holds no AllowedCPUs=", allowed: "0-1", xAllowed: "6-7", cleared: true},
+		{name: "bad config", state: stored("kubelet-x.service", "6-7"), config: "kubelet:\n  unit: [\n", code: 1,
+			err: "config.yaml:", allowed: "0-1", xAllowed: "6-7"},
+		{name: "bad config value", config: "kubelet:\n  minCPUs: -3\n", force: true, code: 1,
+			err: "config.yaml:2: kubelet.minCPUs", allowed: "0-1", xAllowed: "6-7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := hostfixture.Host{CPUs: 8}.MustBuild(t)
+			f := systemd.NewFake(nil)
+			f.AddService("kubelet.service")
+			f.AddService("kubelet-x.service")
+			f.AddService("kubelet-y.service")
+			f.SetAllowedCPUs(ctx, "kubelet.service", cpuset.New(0, 1), true)
+			f.SetAllowedCPUs(ctx, "kubelet-x.service", cpuset.New(6, 7), true)
+			withFakeSystemd(t, f)
+			statePath := filepath.Join(p.Root, state.RelPath)
+			if tc.state != nil {
+				if err := state.Write(statePath, tc.state); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.config != "" {
+				cfg := filepath.Join(p.Root, "etc", "nodekeeper", "config.yaml")
+				os.MkdirAll(filepath.Dir(cfg), 0o755)
+				os.WriteFile(cfg, []byte(tc.config), 0o644)
+			}
+			args := append([]string{"undo"}, rootArgs(p)...)
+			if tc.force {
+				args = append(args, "--force")
+			}
+			code, out, errOut := run(t, args...)
+			if code != tc.code || !strings.HasPrefix(out, tc.out) || !strings.Contains(errOut, tc.err) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q…, …%q…", code, out, errOut, tc.code, tc.out, tc.err)
+			}
+			if got := f.State("kubelet.service").AllowedCPUs.List(); got != tc.allowed {
+				t.Errorf("kubelet.service AllowedCPUs=%q, want %q", got, tc.allowed)
+			}
+			if got := f.State("kubelet-x.service").AllowedCPUs.List(); got != tc.xAllowed {
+				t.Errorf("kubelet-x.service AllowedCPUs=%q, want %q", got, tc.xAllowed)
+			}
+			if tc.state != nil {
+				st, err := state.Read(statePath)
+				if err != nil || st.Kubelet.Ours() == tc.cleared {
+					t.Errorf("state file record %+v (%v), want cleared %v", st.Kubelet, err, tc.cleared)
+				}
+			}
+		})
 	}
 }

@@ -38,7 +38,8 @@ func runStatus(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintln(env.Stderr, "nodekeeper:", err)
 		return 1
 	}
-	v, err := gatherStatus(ctx, h, cfg, *window)
+	warn := func(msg string) { fmt.Fprintln(env.Stderr, "nodekeeper:", msg) }
+	v, err := gatherStatus(ctx, checkEnv{h: h, cfg: cfg, window: *window, clk: env.clock()}, warn)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "nodekeeper:", err)
 		return 1
@@ -58,20 +59,33 @@ func runStatus(ctx context.Context, args []string, env Env) int {
 	return 0
 }
 
-func gatherStatus(ctx context.Context, h *hostfs.FS, cfg config.Config, window time.Duration) (status.View, error) {
-	now := time.Now()
-	rep := checkIRQ(ctx, h, cfg, window).(irqReport).Report
+// gatherStatus builds the picture: the daemon's symptom snapshot when it is
+// fresh (taken over the configured symptoms.window), else one sampled over
+// the window, judged by the configured thresholds. Sources that cannot be
+// read are told to warn and left out.
+func gatherStatus(ctx context.Context, e checkEnv, warn func(string)) (status.View, error) {
+	h, cfg := e.h, e.cfg
+	now := e.clk.Now()
+	rep := checkIRQ(ctx, e).(irqReport).Report
 	if rep.Online.IsEmpty() {
 		return status.View{}, fmt.Errorf("cannot read the host: %s", rep.Message)
 	}
-	scfg := symptoms.DefaultConfig()
-	scfg.SoftirqBusyThreshold, scfg.SqueezePerSecond = cfg.Symptoms.SoftirqBusyThreshold, cfg.Symptoms.SqueezePerSecond
-	snap, err := symptoms.Sample(ctx, h, scfg, window, symptoms.SampleOptions{})
+	st, err := state.Read(h.Root(state.RelPath))
 	if err != nil {
+		warn("the daemon's state file cannot be read (shown without it): " + err.Error())
+		st = nil
+	}
+	window := e.window
+	snap, ok := daemonSnapshot(st, now)
+	if ok {
+		window = snap.Span
+	} else if snap, err = symptoms.Sample(ctx, h, symptoms.ConfigFrom(cfg), e.window, symptoms.SampleOptions{Clock: e.clk}); err != nil {
 		snap = symptoms.Snapshot{Errors: []string{err.Error()}}
 	}
-	iso, _ := h.IsolatedCPUs()
-	st, _ := state.Read(h.Root(state.RelPath))
+	iso, err := h.IsolatedCPUs()
+	if err != nil {
+		warn("cannot read the isolated CPUs (none are shown as isolated): " + err.Error())
+	}
 	in := status.Inputs{Now: now, IRQ: rep, Snapshot: snap, Isolated: iso, State: st, Window: window}
 	if st != nil {
 		in.Fresh = now.Sub(st.Updated) < 2*cfg.IRQ.CheckInterval+10*time.Second
@@ -92,14 +106,15 @@ func gatherStatus(ctx context.Context, h *hostfs.FS, cfg config.Config, window t
 			}
 		}
 		p := &kubelet.Pinner{FS: h, Units: units, Unit: cfg.Kubelet.Unit, Mode: kubelet.DetectMode(h)}
-		if pin, err := p.Read(ctx); err == nil {
-			if !pin.Unit.Exists() {
-				kub = status.Kubelet{Note: "no " + cfg.Kubelet.Unit + " on this node"}
-			} else {
-				kub = status.Kubelet{Known: true, CPUs: pin.Running(), Pinned: st.Kubelet.Pinned, Mode: string(p.Mode)}
-				if pin.Allowed.IsEmpty() {
-					kub.CPUs = pin.Allowed
-				}
+		switch pin, err := p.Read(ctx); {
+		case err != nil:
+			kub = status.Kubelet{Note: "cannot read " + cfg.Kubelet.Unit + ": " + err.Error()}
+		case !pin.Unit.Exists():
+			kub = status.Kubelet{Note: "no " + cfg.Kubelet.Unit + " on this node"}
+		default:
+			kub = status.Kubelet{Known: true, CPUs: pin.Running(), Pinned: st.Kubelet.Pinned, Mode: string(p.Mode)}
+			if pin.Allowed.IsEmpty() {
+				kub.CPUs = pin.Allowed
 			}
 		}
 	} else if st.Kubelet.Pinned {
@@ -112,4 +127,23 @@ func gatherStatus(ctx context.Context, h *hostfs.FS, cfg config.Config, window t
 		in.State = st // live facts only; Fresh stays false
 	}
 	return status.Build(in), nil
+}
+
+// daemonSnapshot is the symptom watchers' snapshot from the daemon's state
+// file while it is fresh: taken over the configured window by the daemon.
+func daemonSnapshot(st *state.State, now time.Time) (symptoms.Snapshot, bool) {
+	if st == nil {
+		return symptoms.Snapshot{}, false
+	}
+	c, ok := st.Checks[symptoms.CheckName]
+	if !ok || !c.Fresh(now) || len(c.Report) == 0 {
+		return symptoms.Snapshot{}, false
+	}
+	var r struct {
+		Snapshot *symptoms.Snapshot `json:"snapshot"`
+	}
+	if err := json.Unmarshal(c.Report, &r); err != nil || r.Snapshot == nil || !r.Snapshot.Ready {
+		return symptoms.Snapshot{}, false
+	}
+	return *r.Snapshot, true
 }

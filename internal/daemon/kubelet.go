@@ -22,12 +22,12 @@ type kubeletState struct {
 	gate     *policy.Gate
 	mode     kubelet.Mode
 	applied  cpuset.Set // what nodekeeper applied ("" = no pin of ours)
-	partial  bool       // a pin failed, maybe after storing AllowedCPUs=: that is ours to take away too
 	at       time.Time
 	netrx    []uint64 // NET_RX counts at the last check, for rates
 	netrxAt  time.Time
 	rates    []float64
 	lastWhy  string
+	isoErr   string // the last error reading the isolated CPUs, logged once
 	reserved cpuset.Set
 	pid      uint32 // kubelet's main process as last seen
 }
@@ -53,13 +53,7 @@ func (d *Daemon) pinner() *kubelet.Pinner {
 // reads /proc/softirqs every tick: its rates over the window are used when it
 // has them, and /proc/softirqs is read here only when it has none.
 func (d *Daemon) sampleNetRx() {
-	if snap := d.w.snap; snap.Ready && len(snap.CPUs) > 0 {
-		rates := make([]float64, snap.CPUs[len(snap.CPUs)-1].CPU+1)
-		for _, c := range snap.CPUs {
-			if c.CPU >= 0 && c.CPU < len(rates) {
-				rates[c.CPU] = c.NetRxPerSecond
-			}
-		}
+	if rates := kubelet.NetRxRates(d.w.snap); rates != nil {
 		d.kube.rates, d.kube.netrx = rates, nil
 		return
 	}
@@ -85,10 +79,14 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 		return
 	}
 	if cfg.Pinning == config.PinningOff {
-		if d.kube.ours() || d.pinnedInState() {
+		if d.ownsPin() {
 			d.unpinKubelet(ctx, "kubelet.pinning is off")
 		}
 		return
+	}
+	if sp, ok := d.storedPin(); ok && sp.Unit != cfg.Unit {
+		// kubelet.unit changed: what was stored on the old unit goes first.
+		d.unpinKubelet(ctx, "kubelet.unit is now "+cfg.Unit)
 	}
 	pin, err := d.pinner().Read(ctx)
 	if err != nil {
@@ -105,22 +103,17 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 		d.w.sym.SetKubeletPID(int(pin.Unit.MainPID))
 	}
 	// CPUs drowning in softirq work count as net_rx CPUs: kubelet leaves them at once.
-	in := kubelet.Inputs{Online: rep.Online, Isolated: d.isolated(), IRQCPUs: rep.CPUsUsed.Union(d.w.snap.Saturated),
-		NetRx: d.kube.rates, Reserved: d.kube.reserved, MinCPUs: cfg.MinCPUs}
-	var c kubelet.Choice
-	if cfg.Pinning == config.PinningStatic {
-		if c, err = kubelet.Static(cfg.CPUs, rep.Online); err != nil {
-			d.kubeletWhy("cannot pin kubelet: " + err.Error())
-			return
-		}
-		c.NetRx = kubelet.NetRxCPUs(in)
-	} else {
-		c = kubelet.Choose(in)
+	dec, err := kubelet.Decide(cfg, kubelet.Inputs{Online: rep.Online, Isolated: d.isolated(), IRQCPUs: rep.CPUsUsed,
+		Saturated: d.w.snap.Saturated, NetRx: d.kube.rates, Reserved: d.kube.reserved})
+	if err != nil {
+		d.kubeletWhy("cannot pin kubelet: " + err.Error())
+		return
 	}
+	c := dec.Choice
 	d.d.Metrics.SetKubeletNetRxOverlapCPUs(pin.Running().Intersect(c.NetRx).Len())
 	if !c.Pin {
 		d.kubeletWhy("not pinning kubelet: " + c.Reason)
-		if d.kube.ours() {
+		if d.ownsPin() {
 			d.unpinKubelet(ctx, c.Reason)
 		}
 		return
@@ -129,7 +122,7 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 	applied := d.kube.applied
 	switch {
 	case applied.Equal(c.CPUs) && pin.Allowed.Equal(c.CPUs):
-		d.recordKubelet(c, pin)
+		d.recordKubelet(dec, pin)
 		return
 	case applied.IsEmpty(), !pin.Allowed.Equal(applied):
 		// Never pinned, or someone changed AllowedCPUs behind us: apply.
@@ -138,40 +131,56 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 	default:
 		return // hysteresis: keep the applied pin
 	}
-	dec := d.kube.gate.Begin(now, time.Time{}, d.dryRun())
-	if !dec.Allowed {
-		if dec.Result != policy.SkippedBusy {
-			d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, dec.Result)
+	gate := d.kube.gate.Begin(now, time.Time{}, d.dryRun())
+	if !gate.Allowed {
+		if gate.Result != policy.SkippedBusy {
+			d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, gate.Result)
 		}
-		d.kubeletWhy(fmt.Sprintf("not pinning kubelet to %s now: %s", c.CPUs, dec.Detail))
+		d.kubeletWhy(fmt.Sprintf("not pinning kubelet to %s now: %s", c.CPUs, gate.Detail))
 		return
 	}
-	d.markStored(cfg.Unit) // before asking: a failure may come after systemd stored it
+	prev, hadPrev := d.storedPin()
+	d.setStored(&state.StoredPin{Unit: cfg.Unit, AllowedCPUs: c.CPUs.List()}) // before asking: a failure may come after systemd stored it
 	pin, err = d.pinner().Apply(ctx, c.CPUs)
 	d.kube.gate.End(err == nil)
 	if err != nil {
-		d.kube.partial = true
+		d.storedAfterFailure(ctx, c.CPUs, prev, hadPrev)
 		d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, metrics.ResultFailure)
 		d.log.Error("cannot pin kubelet: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", cfg.Unit, "cpus", c.CPUs.List())
 		d.addAction(state.Action{Action: metrics.ActionKubeletPin, Result: metrics.ResultFailure, Detail: err.Error(), Trigger: trigger})
 		return
 	}
-	d.kube.applied, d.kube.at, d.kube.partial = c.CPUs, now, false
+	d.kube.applied, d.kube.at = c.CPUs, now
 	d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, metrics.ResultSuccess)
 	d.log.Info("kubelet pinned: "+c.Reason, logging.Msg(logging.MsgKubeletPinned), "unit", cfg.Unit, "cpus", c.CPUs.List(),
 		"mode", string(d.kube.mode), "trigger", trigger)
 	d.addAction(state.Action{Action: metrics.ActionKubeletPin, Result: metrics.ResultSuccess, Detail: c.Reason, Trigger: trigger})
-	d.recordKubelet(c, pin)
+	d.recordKubelet(dec, pin)
 }
 
-// ours reports whether kubelet may carry a pin of nodekeeper's.
-func (k *kubeletState) ours() bool { return !k.applied.IsEmpty() || k.partial }
+// ownsPin reports whether kubelet's unit may carry a pin of nodekeeper's:
+// applied by this process, or recorded as stored in the state file (a pin
+// that failed halfway, or one from before a restart).
+func (d *Daemon) ownsPin() bool {
+	_, ok := d.storedPin()
+	return ok || !d.kube.applied.IsEmpty()
+}
 
+// isolated reads the isolated CPUs; an error is counted every time and
+// logged once per reason (a later success logs nothing: the next error of
+// the same reason then logs again).
 func (d *Daemon) isolated() cpuset.Set {
 	iso, err := d.d.FS.IsolatedCPUs()
 	if err != nil {
-		d.errorOnce(metrics.ComponentKubelet, "cannot read the isolated CPUs (kubelet is kept off none of them): "+err.Error())
+		d.d.Metrics.IncError(metrics.ComponentKubelet)
+		msg := "cannot read the isolated CPUs (kubelet is kept off none of them): " + err.Error()
+		if msg != d.kube.isoErr {
+			d.log.Warn(msg, "component", metrics.ComponentKubelet, "unit", d.cfg.Kubelet.Unit)
+		}
+		d.kube.isoErr = msg
+		return iso
 	}
+	d.kube.isoErr = ""
 	return iso
 }
 
@@ -183,22 +192,52 @@ func (d *Daemon) kubeletWhy(why string) {
 	}
 }
 
-func (d *Daemon) pinnedInState() bool {
+// storedPin is what the state file records as stored by nodekeeper.
+func (d *Daemon) storedPin() (state.StoredPin, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.st.Kubelet.Ours()
+	return d.st.Kubelet.StoredPin()
 }
 
-func (d *Daemon) recordKubelet(c kubelet.Choice, pin kubelet.Pin) {
+// setStored records, in the state file, what nodekeeper stored as
+// AllowedCPUs= (nil: nothing).
+func (d *Daemon) setStored(sp *state.StoredPin) {
+	d.mu.Lock()
+	d.st.Kubelet.Stored = sp
+	d.mu.Unlock()
+	d.writeState()
+}
+
+// storedAfterFailure records what a failed Apply left stored: cpus when
+// systemd stored them, the earlier stored value when the call failed before
+// systemd changed anything, nothing when the unit holds none; when the unit
+// cannot be read, cpus stays recorded (it may be there).
+func (d *Daemon) storedAfterFailure(ctx context.Context, cpus cpuset.Set, prev state.StoredPin, hadPrev bool) {
+	pin, err := d.pinner().Read(ctx)
+	if err != nil {
+		return
+	}
+	switch {
+	case pin.Allowed.Equal(cpus):
+	case hadPrev && prev.Unit == d.cfg.Kubelet.Unit && pin.Allowed.List() == prev.AllowedCPUs:
+		d.setStored(&prev)
+	case pin.Allowed.IsEmpty():
+		d.setStored(nil)
+	}
+}
+
+func (d *Daemon) recordKubelet(dec kubelet.Decision, pin kubelet.Pin) {
+	c := dec.Choice
 	d.d.Metrics.SetKubeletAllowedCPUs(d.kube.applied.Len())
 	d.d.Metrics.SetKubeletNetRxOverlapCPUs(pin.Running().Intersect(c.NetRx).Len())
-	rep := kubelet.Judge(d.cfg.Kubelet.Pinning, pin, kubelet.Inputs{Online: pin.Running().Union(c.CPUs), NetRx: d.kube.rates,
-		MinCPUs: d.cfg.Kubelet.MinCPUs}, c, d.kube.mode)
-	raw, _ := json.Marshal(rep)
+	rep := dec.Judge(pin, d.kube.mode)
+	raw, err := json.Marshal(rep)
+	if err != nil {
+		d.errorOnce(metrics.ComponentKubelet, "cannot record kubelet's check in the state file: "+err.Error())
+	}
 	d.d.Metrics.SetCheckStatus(kubelet.Name, string(rep.Status))
 	d.mu.Lock()
-	d.st.Kubelet = state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Stored: d.st.Kubelet.Stored || !d.kube.applied.IsEmpty(),
-		Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
+	d.st.Kubelet = state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Stored: d.st.Kubelet.Stored, Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
 		NetRx: c.NetRx.List(), Mode: string(d.kube.mode), Time: d.kube.at, Reason: c.Reason, Disjoint: c.Disjoint}
 	d.st.Checks[kubelet.Name] = state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
 		Status: string(rep.Status), Message: rep.Message, Report: raw}
@@ -209,28 +248,46 @@ func (d *Daemon) recordKubelet(c kubelet.Choice, pin kubelet.Pin) {
 	}
 }
 
-// unpinKubelet removes nodekeeper's pin.
+// unpinKubelet removes what nodekeeper stored on kubelet's unit (the unit
+// the state file records, which may be an earlier kubelet.unit): the
+// AllowedCPUs= it stored, while the unit still holds it, and the v1 cpuset
+// cgroup. An AllowedCPUs= someone else set since is left, and said so.
 func (d *Daemon) unpinKubelet(ctx context.Context, why string) {
 	if d.dryRun() {
 		d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, metrics.ResultSkippedDryRun)
 		d.kubeletWhy("dry run: would remove kubelet's pin (" + why + ")")
 		return
 	}
-	err := d.pinner().Undo(ctx)
-	result := metrics.ResultSuccess
-	if err != nil {
-		result = metrics.ResultFailure
-		d.log.Error("cannot remove kubelet's pin: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", d.cfg.Kubelet.Unit)
-	} else {
-		d.log.Info("kubelet's pin removed: "+why, logging.Msg(logging.MsgKubeletUnpinned), "unit", d.cfg.Kubelet.Unit)
-		d.kube.applied, d.kube.partial = cpuset.Set{}, false
-		d.d.Metrics.SetKubeletAllowedCPUs(0)
-		d.mu.Lock()
-		d.st.Kubelet = state.Kubelet{}
-		d.mu.Unlock()
+	p := d.pinner()
+	stored := d.kube.applied
+	if sp, ok := d.storedPin(); ok {
+		p.Unit = sp.Unit
+		if s, err := cpuset.ParseList(sp.AllowedCPUs); err == nil {
+			stored = s
+		}
 	}
-	d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, result)
-	d.addAction(state.Action{Action: metrics.ActionKubeletUnpin, Result: result, Detail: why})
+	removed, err := p.Undo(ctx, stored, false)
+	if err != nil {
+		d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, metrics.ResultFailure)
+		d.addAction(state.Action{Action: metrics.ActionKubeletUnpin, Result: metrics.ResultFailure, Detail: why})
+		d.log.Error("cannot remove kubelet's pin: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", p.Unit)
+		return
+	}
+	d.kube.applied = cpuset.Set{}
+	d.d.Metrics.SetKubeletAllowedCPUs(0)
+	d.mu.Lock()
+	d.st.Kubelet = state.Kubelet{}
+	d.mu.Unlock()
+	d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, metrics.ResultSuccess)
+	d.addAction(state.Action{Action: metrics.ActionKubeletUnpin, Result: metrics.ResultSuccess, Detail: why}) // writes the state file
+	msg := "kubelet's pin removed: " + why
+	switch {
+	case !removed.Left.IsEmpty():
+		msg = fmt.Sprintf("kubelet's pin: %s AllowedCPUs=%s left in place, nodekeeper stored %s (%s)", p.Unit, removed.Left, stored, why)
+	case removed.Nothing():
+		msg = fmt.Sprintf("kubelet's pin: nothing of nodekeeper's left on %s (%s)", p.Unit, why)
+	}
+	d.log.Info(msg, logging.Msg(logging.MsgKubeletUnpinned), "unit", p.Unit)
 }
 
 // kubeletRestarted re-applies the pin to a new kubelet process on v1 hosts
@@ -246,13 +303,4 @@ func (d *Daemon) kubeletRestarted(ctx context.Context) {
 		return
 	}
 	d.log.Info("kubelet restarted: pin re-applied", "unit", d.cfg.Kubelet.Unit, "cpus", d.kube.applied.List(), "main_pid", pin.Unit.MainPID)
-}
-
-// markStored records, in the state file, that AllowedCPUs= may be stored on
-// unit by nodekeeper.
-func (d *Daemon) markStored(unit string) {
-	d.mu.Lock()
-	d.st.Kubelet.Stored, d.st.Kubelet.Unit = true, unit
-	d.mu.Unlock()
-	d.writeState()
 }

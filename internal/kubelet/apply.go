@@ -167,12 +167,56 @@ func (p *Pinner) applyV1(ctx context.Context, cpus cpuset.Set) error {
 	return nil
 }
 
-// Undo resets AllowedCPUs= (runtime) and, on v1 hosts, moves every task of
-// nodekeeper's cpuset cgroup back to the root cpuset and removes the cgroup.
-func (p *Pinner) Undo(ctx context.Context) error {
+// Removed is what Undo took away, and what it left because it was not
+// nodekeeper's.
+type Removed struct {
+	Unit        string
+	AllowedCPUs cpuset.Set // the AllowedCPUs= reset (empty: none)
+	Cgroup      bool       // nodekeeper's v1 cpuset cgroup was removed
+	// Left is an AllowedCPUs= left in place: not the one nodekeeper stored.
+	Left cpuset.Set
+}
+
+// Nothing reports whether Undo removed nothing.
+func (r Removed) Nothing() bool { return r.AllowedCPUs.IsEmpty() && !r.Cgroup }
+
+// String says what was removed, in a person's words.
+func (r Removed) String() string {
+	var parts []string
+	if !r.AllowedCPUs.IsEmpty() {
+		parts = append(parts, fmt.Sprintf("%s AllowedCPUs=%s reset (runtime)", r.Unit, r.AllowedCPUs))
+	}
+	if r.Cgroup {
+		parts = append(parts, "cpuset cgroup "+CgroupName+" removed")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Undo takes away what nodekeeper stored: the unit's runtime AllowedCPUs=
+// while it still reads stored (with force: whatever it reads; with stored
+// empty and no force it is left alone), and, on v1 hosts, nodekeeper's
+// cpuset cgroup (its own by its name: every task moves back to the root
+// cpuset, then the cgroup goes). An AllowedCPUs= that differs from stored
+// was set by someone else since: it is left, and reported in Left.
+func (p *Pinner) Undo(ctx context.Context, stored cpuset.Set, force bool) (Removed, error) {
+	r := Removed{Unit: p.Unit}
 	var errs []error
-	if err := p.Units.SetAllowedCPUs(ctx, p.Unit, cpuset.Set{}, true); err != nil {
-		errs = append(errs, fmt.Errorf("reset AllowedCPUs on %s: %w", p.Unit, err))
+	if force || !stored.IsEmpty() {
+		st, err := p.Units.Unit(ctx, p.Unit)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("read %s's AllowedCPUs: %w", p.Unit, err))
+		case !st.Exists() || st.AllowedCPUs.IsEmpty():
+			// Nothing stored (any more): nothing to reset.
+		case !force && !st.AllowedCPUs.Equal(stored):
+			r.Left = st.AllowedCPUs
+		default:
+			if err := p.Units.SetAllowedCPUs(ctx, p.Unit, cpuset.Set{}, true); err != nil {
+				errs = append(errs, fmt.Errorf("reset AllowedCPUs on %s: %w", p.Unit, err))
+			} else {
+				r.AllowedCPUs = st.AllowedCPUs
+			}
+		}
 	}
 	dir := p.FS.Cgroup("cpuset", CgroupName)
 	if _, err := os.Stat(dir); err == nil {
@@ -180,9 +224,11 @@ func (p *Pinner) Undo(ctx context.Context) error {
 			errs = append(errs, err)
 		} else if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+		} else {
+			r.Cgroup = true
 		}
 	}
-	return errors.Join(errs...)
+	return r, errors.Join(errs...)
 }
 
 // moveAll writes every PID listed in from into to (one write each, as the

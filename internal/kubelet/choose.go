@@ -21,6 +21,9 @@ type Inputs struct {
 	Isolated cpuset.Set // isolated ∪ nohz_full: never given to kubelet
 	// IRQCPUs are the CPUs the NIC queue IRQs are assigned to.
 	IRQCPUs cpuset.Set
+	// Saturated are the CPUs drowning in softirq work (the symptom
+	// watcher's verdict): they count as net_rx CPUs, IRQ or not.
+	Saturated cpuset.Set
 	// NetRx is each CPU's NET_RX softirq rate (per second) over the check
 	// window, indexed by CPU; nil when it was not measured.
 	NetRx []float64
@@ -42,10 +45,11 @@ type Choice struct {
 // per-CPU shares are noise and only the IRQ placement counts.
 const minBusyRate = 200
 
-// NetRxCPUs are the IRQ CPUs plus the CPUs doing an above-average share of
-// NET_RX work (vmbus channels and RPS have no IRQ of their own).
+// NetRxCPUs are the IRQ CPUs, the saturated CPUs, and the CPUs doing an
+// above-average share of NET_RX work (vmbus channels and RPS have no IRQ of
+// their own).
 func NetRxCPUs(in Inputs) cpuset.Set {
-	out := in.IRQCPUs
+	out := in.IRQCPUs.Union(in.Saturated)
 	var total float64
 	on := in.Online.CPUs()
 	for _, c := range on {
@@ -108,12 +112,13 @@ func Choose(in Inputs) Choice {
 		}
 		return 0 // below the floor the rates are noise: they must not move the pin
 	}
+	irqs := in.IRQCPUs.Union(in.Saturated)
 	sort.SliceStable(cpus, func(i, j int) bool {
 		a, b := cpus[i], cpus[j]
 		if ra, rb := rate(a), rate(b); ra != rb {
 			return ra < rb
 		}
-		if ia, ib := in.IRQCPUs.Contains(a), in.IRQCPUs.Contains(b); ia != ib {
+		if ia, ib := irqs.Contains(a), irqs.Contains(b); ia != ib {
 			return !ia
 		}
 		return a > b

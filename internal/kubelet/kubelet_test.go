@@ -63,11 +63,60 @@ func TestApplyVerifyUndoSystemd(t *testing.T) {
 	if _, err := p.Apply(context.Background(), cpuset.Set{}); err == nil {
 		t.Error("an empty pin must be refused")
 	}
-	if err := p.Undo(context.Background()); err != nil {
+	r, err := p.Undo(context.Background(), cpuset.New(2, 3), false)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if st := f.State("kubelet.service"); !st.AllowedCPUs.IsEmpty() {
 		t.Errorf("undo left AllowedCPUs %s", st.AllowedCPUs)
+	}
+	if r.String() != "kubelet.service AllowedCPUs=2-3 reset (runtime)" || r.Cgroup {
+		t.Errorf("undo says %q (%+v)", r, r)
+	}
+}
+
+// Undo resets only the AllowedCPUs= nodekeeper stored, unless forced.
+func TestUndoOnlyWhatWasStored(t *testing.T) {
+	ctx := context.Background()
+	h := fixture(t, "cpuset cpu")
+	f := systemd.NewFake(nil)
+	f.AddService("kubelet.service")
+	p := &Pinner{FS: h, Units: f, Unit: "kubelet.service", Mode: ModeSystemd}
+	f.SetAllowedCPUs(ctx, "kubelet.service", cpuset.New(0, 1), true) // someone else's
+	for _, tc := range []struct {
+		name   string
+		stored cpuset.Set
+		force  bool
+		reset  bool
+	}{
+		{"nothing recorded", cpuset.Set{}, false, false},
+		{"another value recorded", cpuset.New(2, 3), false, false},
+		{"forced", cpuset.Set{}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.SetAllowedCPUs(ctx, "kubelet.service", cpuset.New(0, 1), true)
+			n := len(f.CallsTo("SetAllowedCPUs"))
+			r, err := p.Undo(ctx, tc.stored, tc.force)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reset := len(f.CallsTo("SetAllowedCPUs")) > n
+			if reset != tc.reset || reset != f.State("kubelet.service").AllowedCPUs.IsEmpty() || reset == r.Nothing() {
+				t.Errorf("reset %v, want %v: %+v, AllowedCPUs now %s", reset, tc.reset, r, f.State("kubelet.service").AllowedCPUs)
+			}
+			if !tc.stored.IsEmpty() && r.Left.List() != "0-1" {
+				t.Errorf("a foreign AllowedCPUs must be reported as left: %+v", r)
+			}
+		})
+	}
+	// A unit with nothing stored, or no unit at all: nothing to do, no error.
+	r, err := p.Undo(ctx, cpuset.New(0, 1), false)
+	if err != nil || !r.Nothing() {
+		t.Errorf("nothing stored: %+v %v", r, err)
+	}
+	p.Unit = "nosuch.service"
+	if r, err := p.Undo(ctx, cpuset.New(0, 1), true); err != nil || !r.Nothing() {
+		t.Errorf("no unit: %+v %v", r, err)
 	}
 }
 

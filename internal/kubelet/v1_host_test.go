@@ -67,7 +67,7 @@ func TestV1CpusetOnHost(t *testing.T) {
 		t.Fatalf("re-apply after restart: %v %s", err, pin.Process)
 	}
 
-	if err := p.Undo(context.Background()); err != nil {
+	if _, err := p.Undo(context.Background(), target, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(h.Cgroup("cpuset", CgroupName)); !os.IsNotExist(err) {

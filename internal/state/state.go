@@ -70,7 +70,9 @@ type Irqbalance struct {
 	MainPID     uint32 `json:"main_pid,omitempty"`
 }
 
-// Kubelet is the pin nodekeeper applied to kubelet.service.
+// Kubelet is kubelet's pin: what nodekeeper enforced (Pinned and the
+// fields after it: the pin applied and verified) and, apart from that, what
+// it stored on the unit (Stored), which can outlive a failed pin.
 type Kubelet struct {
 	Pinned   bool      `json:"pinned"`
 	Unit     string    `json:"unit,omitempty"`
@@ -81,14 +83,33 @@ type Kubelet struct {
 	Reason   string    `json:"reason,omitempty"`
 	Disjoint bool      `json:"disjoint,omitempty"`
 	// Stored is set from the moment nodekeeper asks systemd to store
-	// AllowedCPUs= on Unit until it removed it again — also when the pin
-	// failed after systemd stored it (Pinned false): what nodekeeper stored
-	// is its own to take away, across restarts (pinning: off, undo).
-	Stored bool `json:"stored,omitempty"`
+	// AllowedCPUs= until it removed it again — also when the pin failed
+	// after systemd stored it (Pinned false): what nodekeeper stored is its
+	// own to take away, across restarts (pinning: off, undo, the package's
+	// removal), and only while the unit still holds it.
+	Stored *StoredPin `json:"stored_pin,omitempty"`
+}
+
+// StoredPin is an AllowedCPUs= nodekeeper stored on a unit.
+type StoredPin struct {
+	Unit        string `json:"unit"`
+	AllowedCPUs string `json:"allowed_cpus"` // a CPU list ("2-3,6")
+}
+
+// StoredPin returns what nodekeeper stored on kubelet's unit, if anything:
+// Stored, or for a file written before Stored existed, the enforced pin.
+func (k Kubelet) StoredPin() (StoredPin, bool) {
+	switch {
+	case k.Stored != nil:
+		return *k.Stored, true
+	case k.Pinned && k.Unit != "" && k.CPUs != "":
+		return StoredPin{Unit: k.Unit, AllowedCPUs: k.CPUs}, true
+	}
+	return StoredPin{}, false
 }
 
 // Ours reports whether kubelet's unit may carry a pin of nodekeeper's.
-func (k Kubelet) Ours() bool { return k.Pinned || k.Stored }
+func (k Kubelet) Ours() bool { _, ok := k.StoredPin(); return ok }
 
 // Pause is one VM pause the daemon recorded.
 type Pause struct {

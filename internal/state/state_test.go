@@ -40,3 +40,28 @@ func TestWriteReadAtomic(t *testing.T) {
 		t.Error("a corrupt file must be an error")
 	}
 }
+
+// What nodekeeper stored on kubelet's unit survives a write and a read apart
+// from what it enforced; a file from before the record counts its enforced
+// pin as stored.
+func TestKubeletStoredPin(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state.json")
+	s := &State{Kubelet: Kubelet{Stored: &StoredPin{Unit: "kubelet-x.service", AllowedCPUs: "6-7"}}}
+	if err := Write(p, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp, ok := got.Kubelet.StoredPin(); !ok || sp.Unit != "kubelet-x.service" || sp.AllowedCPUs != "6-7" || got.Kubelet.Pinned {
+		t.Errorf("read back %+v: stored %+v %v", got.Kubelet, sp, ok)
+	}
+	old := Kubelet{Pinned: true, Unit: "kubelet.service", CPUs: "0-3"}
+	if sp, ok := old.StoredPin(); !ok || sp.Unit != "kubelet.service" || sp.AllowedCPUs != "0-3" {
+		t.Errorf("an older file's pin: %+v %v", sp, ok)
+	}
+	if (Kubelet{}).Ours() {
+		t.Error("an empty record owns nothing")
+	}
+}
