@@ -30,7 +30,6 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
-	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
 )
 
@@ -106,7 +105,8 @@ type Daemon struct {
 	// its outcome.
 	waiting  []pending
 	kube     kubeletState
-	w        watchers
+	reg      registry          // the periodic watchers (package watch)
+	sym      symptomSource     // the symptom watch, as the kubelet pin reads it; nil when off
 	rep      *irq.Report       // the latest IRQ report (main loop only)
 	errs     map[string]string // the last error logged per component (main loop only)
 	stateErr string            // the last state file write error (guarded by mu)
@@ -162,15 +162,7 @@ func (d *Daemon) limits() policy.Limits {
 }
 
 func (d *Daemon) newChecker() *irq.Checker {
-	return irq.NewChecker(d.d.FS, d.d.Links, irqOptions(d.cfg), d.d.Clock.Now)
-}
-
-func irqOptions(cfg config.Config) irq.Options {
-	return irq.Options{
-		Filter:         irq.Filter{Include: cfg.IRQ.Interfaces.Include, Exclude: cfg.IRQ.Interfaces.Exclude},
-		MinSpreadRatio: cfg.IRQ.MinSpreadRatio,
-		VFMissingAfter: cfg.IRQ.VFMissingAfter,
-	}
+	return irq.NewChecker(d.d.FS, d.d.Links, irq.OptionsFrom(d.cfg), d.d.Clock.Now)
 }
 
 // Run runs until ctx ends. reload delivers SIGHUPs. It returns nil on a clean
@@ -193,11 +185,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	d.startWatchers()
 	d.readReserved()
-	d.tickSymptoms(ctx) // the first sample: rates come with the next tick
+	d.startTicking(ctx) // every watcher's first tick (the symptoms' first sample), then one per interval
+	defer d.stopTicking()
 	d.runCheck(ctx, pending{reason: "start"})
-	d.ready = true
-	_ = d.d.Notifier.Ready()
-	d.log.Info("nodekeeper started", "version", buildinfo.String(), "dry_run", d.dryRun())
 
 	clk := d.d.Clock
 	ticker := clk.NewTicker(d.cfg.IRQ.CheckInterval)
@@ -208,11 +198,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		defer wd.Stop()
 		wdC = wd.C()
 	}
-	symTick := clk.NewTicker(symptoms.TickInterval(d.cfg.Symptoms.Window))
-	defer symTick.Stop()
-	compTick := clk.NewTicker(d.cfg.Compaction.CheckInterval)
-	defer compTick.Stop()
-	d.checkCompaction(ctx)
+	d.ready = true
+	_ = d.d.Notifier.Ready()
+	d.log.Info("nodekeeper started", "version", buildinfo.String(), "dry_run", d.dryRun())
 	settle := clk.NewTimer(time.Hour)
 	settle.Stop()
 	var reloading <-chan reloadResult
@@ -254,16 +242,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.paused(r)
 		case <-d.d.FreezeChanged:
 			d.freezeChanged()
-		case <-symTick.C():
-			d.tickSymptoms(ctx)
-		case <-compTick.C():
-			d.checkCompaction(ctx)
-		case r, ok := <-d.w.results:
-			if !ok {
-				d.w.results = nil
-				continue
-			}
-			d.compacted(r)
+		case e := <-d.reg.due:
+			d.tick(ctx, e)
+		case p := <-d.reg.posts:
+			d.recordWatch(ctx, p.e, p.f(clk.Now()))
 		case <-reload:
 			if reloading == nil {
 				reloading = d.startReload()
@@ -275,8 +257,6 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			old := d.cfg
 			if d.reload(res) {
 				resetIfChanged(ticker, old.IRQ.CheckInterval, d.cfg.IRQ.CheckInterval)
-				resetIfChanged(symTick, symptoms.TickInterval(old.Symptoms.Window), symptoms.TickInterval(d.cfg.Symptoms.Window))
-				resetIfChanged(compTick, old.Compaction.CheckInterval, d.cfg.Compaction.CheckInterval)
 			}
 		case <-timerC(reloadDeadline):
 			if reloading != nil {
@@ -469,16 +449,7 @@ func (d *Daemon) reload(res reloadResult) bool {
 	d.checker.SeedVFSeen(seen)
 	d.gate.SetLimits(d.limits())
 	d.readReserved()
-	if d.w.sym != nil {
-		if err := d.w.sym.SetConfig(symptomsConfig(cfg)); err != nil {
-			d.errorOnce(metrics.ComponentReload, "symptom watchers keep their settings: "+err.Error())
-		}
-	}
-	if d.w.comp != nil {
-		if err := d.w.comp.SetConfig(compactionConfig(cfg, d.dryRun())); err != nil {
-			d.errorOnce(metrics.ComponentReload, "compaction keeps its settings: "+err.Error())
-		}
-	}
+	d.reconfigureWatchers(cfg)
 	d.log.Info("configuration reloaded", "file", d.d.ConfigFile, "dry_run", d.dryRun())
 	return true
 }

@@ -665,10 +665,16 @@ func TestPauseDuringRunningRepairGetsItsOutcome(t *testing.T) {
 // instead of reading /proc/softirqs again.
 func TestKubeletUsesTheWatchersNetRx(t *testing.T) {
 	r := newRig(t, kubeletHost(), nil, nil)
-	r.d.w.snap = symptoms.Snapshot{Ready: true, CPUs: []symptoms.CPUSignal{{CPU: 0, NetRxPerSecond: 10}, {CPU: 3, NetRxPerSecond: 4000}}}
+	r.d.sym = fixedSymptoms{symptoms.Snapshot{Ready: true, CPUs: []symptoms.CPUSignal{{CPU: 0, NetRxPerSecond: 10}, {CPU: 3, NetRxPerSecond: 4000}}}}
 	os.Remove(filepath.Join(r.paths.Proc, "softirqs")) // a read here would fail
 	r.d.sampleNetRx()
 	if got := r.d.kube.rates; len(got) != 4 || got[3] != 4000 || got[0] != 10 {
 		t.Errorf("rates %v, want the watcher's", got)
 	}
 }
+
+// fixedSymptoms is a symptom source with a fixed snapshot.
+type fixedSymptoms struct{ snap symptoms.Snapshot }
+
+func (f fixedSymptoms) Snapshot() symptoms.Snapshot { return f.snap }
+func (fixedSymptoms) SetKubeletPID(int)             {}

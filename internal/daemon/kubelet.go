@@ -15,6 +15,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 )
 
 // kubeletState is the daemon's view of kubelet's pin (main loop only).
@@ -53,7 +54,7 @@ func (d *Daemon) pinner() *kubelet.Pinner {
 // reads /proc/softirqs every tick: its rates over the window are used when it
 // has them, and /proc/softirqs is read here only when it has none.
 func (d *Daemon) sampleNetRx() {
-	if rates := kubelet.NetRxRates(d.w.snap); rates != nil {
+	if rates := kubelet.NetRxRates(d.snapshot()); rates != nil {
 		d.kube.rates, d.kube.netrx = rates, nil
 		return
 	}
@@ -99,12 +100,12 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 		return
 	}
 	d.sampleNetRx()
-	if d.w.sym != nil && pin.Unit.MainPID != 0 {
-		d.w.sym.SetKubeletPID(int(pin.Unit.MainPID))
+	if d.sym != nil && pin.Unit.MainPID != 0 {
+		d.sym.SetKubeletPID(int(pin.Unit.MainPID))
 	}
 	// CPUs drowning in softirq work count as net_rx CPUs: kubelet leaves them at once.
 	dec, err := kubelet.Decide(cfg, kubelet.Inputs{Online: rep.Online, Isolated: d.isolated(), IRQCPUs: rep.CPUsUsed,
-		Saturated: d.w.snap.Saturated, NetRx: d.kube.rates, Reserved: d.kube.reserved})
+		Saturated: d.snapshot().Saturated, NetRx: d.kube.rates, Reserved: d.kube.reserved})
 	if err != nil {
 		d.kubeletWhy("cannot pin kubelet: " + err.Error())
 		return
@@ -303,4 +304,19 @@ func (d *Daemon) kubeletRestarted(ctx context.Context) {
 		return
 	}
 	d.log.Info("kubelet restarted: pin re-applied", "unit", d.cfg.Kubelet.Unit, "cpus", d.kube.applied.List(), "main_pid", pin.Unit.MainPID)
+}
+
+// symptomSource is what the kubelet pin takes from the symptom watch: its
+// NET_RX rates and saturated CPUs, and kubelet's main process to follow.
+type symptomSource interface {
+	Snapshot() symptoms.Snapshot
+	SetKubeletPID(pid int)
+}
+
+// snapshot is the symptom watch's latest snapshot (empty when it is off).
+func (d *Daemon) snapshot() symptoms.Snapshot {
+	if d.sym == nil {
+		return symptoms.Snapshot{}
+	}
+	return d.sym.Snapshot()
 }
