@@ -7,7 +7,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -543,13 +542,9 @@ func (d *Daemon) record(rep *irq.Report) {
 		}
 		m.SetVMBusChannels(chans)
 	}
-	raw, _ := json.Marshal(rep)
-	d.mu.Lock()
-	d.st.Checks[irq.Name] = state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
-		Status: string(rep.Status), Message: rep.Message, Report: raw}
-	d.st.VFSeen = d.checker.VFSeen()
-	d.mu.Unlock()
-	d.writeState()
+	vf := d.checker.VFSeen()
+	d.storeCheck(irq.Name, state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
+		Status: string(rep.Status), Message: rep.Message}, rep, func(st *state.State) { st.VFSeen = vf })
 }
 
 func (d *Daemon) writeState() {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -232,18 +231,14 @@ func (d *Daemon) recordKubelet(dec kubelet.Decision, pin kubelet.Pin) {
 	d.d.Metrics.SetKubeletAllowedCPUs(d.kube.applied.Len())
 	d.d.Metrics.SetKubeletNetRxOverlapCPUs(pin.Running().Intersect(c.NetRx).Len())
 	rep := dec.Judge(pin, d.kube.mode)
-	raw, err := json.Marshal(rep)
-	if err != nil {
-		d.errorOnce(metrics.ComponentKubelet, "cannot record kubelet's check in the state file: "+err.Error())
-	}
 	d.d.Metrics.SetCheckStatus(kubelet.Name, string(rep.Status))
-	d.mu.Lock()
-	d.st.Kubelet = state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Stored: d.st.Kubelet.Stored, Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
+	k := state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
 		NetRx: c.NetRx.List(), Mode: string(d.kube.mode), Time: d.kube.at, Reason: c.Reason, Disjoint: c.Disjoint}
-	d.st.Checks[kubelet.Name] = state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
-		Status: string(rep.Status), Message: rep.Message, Report: raw}
-	d.mu.Unlock()
-	d.writeState()
+	d.storeCheck(kubelet.Name, state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
+		Status: string(rep.Status), Message: rep.Message}, rep, func(st *state.State) {
+		k.Stored = st.Kubelet.Stored
+		st.Kubelet = k
+	})
 	if rep.Status == check.Problem {
 		d.kubeletWhy("kubelet check: " + rep.Message)
 	}

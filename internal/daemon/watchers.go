@@ -158,7 +158,7 @@ func (d *Daemon) recordWatch(ctx context.Context, e *entry, rep watch.Report) {
 		if rep.Changed || rep.Status != e.status || now.Sub(e.written) >= every {
 			e.status, e.written = rep.Status, now
 			d.storeCheck(rep.Check, state.Check{Time: now, Interval: state.Duration(every),
-				Status: string(rep.Status), Message: rep.Message}, rep.Detail)
+				Status: string(rep.Status), Message: rep.Message}, rep.Detail, nil)
 		}
 	}
 	if rep.Trigger != "" {
@@ -166,17 +166,20 @@ func (d *Daemon) recordWatch(ctx context.Context, e *entry, rep watch.Report) {
 	}
 }
 
-// storeCheck puts one check's result into the state file: the one
+// storeCheck puts one check's result into the state file, with whatever
+// else also changed (also, under the state lock; may be nil): the one
 // marshal-lock-store-write sequence every check uses.
-func (d *Daemon) storeCheck(name string, c state.Check, report any) {
+func (d *Daemon) storeCheck(name string, c state.Check, report any, also func(*state.State)) {
 	raw, err := json.Marshal(report)
 	if err != nil {
 		d.errorOnce(metrics.ComponentState, "cannot encode the "+name+" check for the state file: "+err.Error())
-		return
 	}
 	c.Report = raw
 	d.mu.Lock()
 	d.st.Checks[name] = c
+	if also != nil {
+		also(d.st)
+	}
 	d.mu.Unlock()
 	d.writeState()
 }
