@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
@@ -37,6 +38,9 @@ func NewWatch(env watch.Env, cfg config.Config, saturated func() bool) (*Watch, 
 	}
 	return &Watch{env: env, m: m, cfg: cfg, said: map[string]bool{}}, nil
 }
+
+// Check is the check it judges.
+func (*Watch) Check() check.Name { return CheckName }
 
 // Name is the watcher's name.
 func (*Watch) Name() string { return "compaction" }

@@ -30,6 +30,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
+	"github.com/nodekeeper/nodekeeper/internal/watch"
 )
 
 // Notifier is the daemon's side of sd_notify.
@@ -104,11 +105,12 @@ type Daemon struct {
 	// its outcome.
 	waiting  []pending
 	kube     kubeletState
-	reg      registry          // the periodic watchers (package watch)
-	sym      symptomSource     // the symptom watch, as the kubelet pin reads it; nil when off
-	rep      *irq.Report       // the latest IRQ report (main loop only)
-	errs     map[string]string // the last error logged per component (main loop only)
-	stateErr string            // the last state file write error (guarded by mu)
+	reg      registry                        // the periodic watchers (package watch)
+	sym      symptomSource                   // the symptom watch, as the kubelet pin reads it; nil when off
+	extra    []func(watch.Env) watch.Watcher // more watchers, for tests of the registry
+	rep      *irq.Report                     // the latest IRQ report (main loop only)
+	errs     map[metrics.Component]string    // the last error logged per component (main loop only)
+	stateErr string                          // the last state file write error (guarded by mu)
 }
 
 type pending struct {
@@ -137,13 +139,15 @@ func New(deps Deps) *Daemon {
 		deps.ReloadTimeout = 10 * time.Second
 	}
 	d := &Daemon{d: deps, cfg: deps.Config, log: deps.Log, done: make(chan repairResult, 4)}
+	deps.Metrics.DeclareCheck(irq.Name) // the watchers' checks are declared as they are registered
+	deps.Metrics.DeclareCheck(kubelet.Name)
 	d.checker = d.newChecker()
 	d.gate = policy.NewGate(d.limits())
 	d.kube.gate = policy.NewGate(policy.Limits{MaxPerHour: 12, BackoffBase: time.Minute, BackoffMax: 30 * time.Minute})
 	d.kube.mode = kubelet.DetectMode(deps.FS)
 	now := deps.Clock.Now()
 	d.st = &state.State{Version: buildinfo.String(), PID: os.Getpid(), Started: now, DryRun: d.dryRun(),
-		Checks: map[string]state.Check{}}
+		Checks: map[check.Name]state.Check{}}
 	if deps.StatePath != "" {
 		if old, err := state.Read(deps.StatePath); err == nil && old != nil {
 			d.checker.SeedVFSeen(old.VFSeen) // VF history survives a daemon restart
@@ -529,7 +533,7 @@ func firstProblem(rep *irq.Report) string {
 // record puts a report into metrics and the state file.
 func (d *Daemon) record(rep *irq.Report) {
 	m := d.d.Metrics
-	m.SetCheckStatus(irq.Name, string(rep.Status))
+	m.SetCheckStatus(irq.Name, rep.Status)
 	if rep.Status != check.Unknown {
 		irqs := make([]metrics.NICIRQ, 0, len(rep.NICIRQs))
 		for _, q := range rep.NICIRQs {

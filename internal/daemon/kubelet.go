@@ -231,7 +231,7 @@ func (d *Daemon) recordKubelet(dec kubelet.Decision, pin kubelet.Pin) {
 	d.d.Metrics.SetKubeletAllowedCPUs(d.kube.applied.Len())
 	d.d.Metrics.SetKubeletNetRxOverlapCPUs(pin.Running().Intersect(c.NetRx).Len())
 	rep := dec.Judge(pin, d.kube.mode)
-	d.d.Metrics.SetCheckStatus(kubelet.Name, string(rep.Status))
+	d.d.Metrics.SetCheckStatus(kubelet.Name, rep.Status)
 	k := state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
 		NetRx: c.NetRx.List(), Mode: string(d.kube.mode), Time: d.kube.at, Reason: c.Reason, Disjoint: c.Disjoint}
 	d.storeCheck(kubelet.Name, state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),

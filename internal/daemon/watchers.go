@@ -26,11 +26,12 @@ type registry struct {
 }
 
 type entry struct {
-	w        watch.Watcher
-	interval time.Duration
-	ticker   clock.Ticker
-	status   check.Status // last recorded
-	written  time.Time    // when the report last went to the state file
+	w         watch.Watcher
+	component metrics.Component
+	interval  time.Duration
+	ticker    clock.Ticker
+	status    check.Status // last recorded
+	written   time.Time    // when the report last went to the state file
 }
 
 type post struct {
@@ -62,6 +63,10 @@ func (d *Daemon) startWatchers() {
 	} else {
 		d.register(e, comp)
 	}
+	for _, build := range d.extra {
+		e, env = d.newEntry()
+		d.register(e, build(env))
+	}
 }
 
 // newEntry is a registry entry for a watcher about to be built, and the
@@ -72,9 +77,12 @@ func (d *Daemon) newEntry() (*entry, watch.Env) {
 		Post: d.postFor(e)}
 }
 
-// register adds the watcher w built for e.
+// register adds the watcher w built for e, and declares its check and
+// component to metrics.
 func (d *Daemon) register(e *entry, w watch.Watcher) {
-	e.w = w
+	e.w, e.component = w, metrics.Component(w.Name())
+	d.d.Metrics.DeclareCheck(w.Check())
+	d.d.Metrics.DeclareComponent(e.component)
 	d.reg.entries = append(d.reg.entries, e)
 }
 
@@ -139,17 +147,16 @@ func (d *Daemon) postFor(e *entry) func(context.Context, func(time.Time) watch.R
 // check status metric and (paced) the state file, actions into the history,
 // and a trigger into an IRQ check.
 func (d *Daemon) recordWatch(ctx context.Context, e *entry, rep watch.Report) {
-	name := e.w.Name()
 	if rep.Err != nil {
-		d.errorOnce(name, rep.Err.Error(), "check", rep.Check)
+		d.errorOnce(e.component, rep.Err.Error(), "check", string(e.w.Check()))
 		return
 	}
-	d.errorCleared(name)
+	d.errorCleared(e.component)
 	for _, a := range rep.Actions {
 		d.addAction(a)
 	}
 	if rep.Status != "" {
-		d.d.Metrics.SetCheckStatus(rep.Check, string(rep.Status))
+		d.d.Metrics.SetCheckStatus(rep.Check, rep.Status)
 		now := d.d.Clock.Now()
 		every := rep.Every
 		if every <= 0 {
@@ -169,10 +176,10 @@ func (d *Daemon) recordWatch(ctx context.Context, e *entry, rep watch.Report) {
 // storeCheck puts one check's result into the state file, with whatever
 // else also changed (also, under the state lock; may be nil): the one
 // marshal-lock-store-write sequence every check uses.
-func (d *Daemon) storeCheck(name string, c state.Check, report any, also func(*state.State)) {
+func (d *Daemon) storeCheck(name check.Name, c state.Check, report any, also func(*state.State)) {
 	raw, err := json.Marshal(report)
 	if err != nil {
-		d.errorOnce(metrics.ComponentState, "cannot encode the "+name+" check for the state file: "+err.Error())
+		d.errorOnce(metrics.ComponentState, "cannot encode the "+string(name)+" check for the state file: "+err.Error())
 	}
 	c.Report = raw
 	d.mu.Lock()

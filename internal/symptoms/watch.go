@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/watch"
@@ -40,6 +41,9 @@ func NewWatch(env watch.Env, cfg config.Config) (*Watch, error) {
 	}
 	return &Watch{env: env, w: w, cfg: cfg}, nil
 }
+
+// Check is the check it judges.
+func (*Watch) Check() check.Name { return CheckName }
 
 // Name is the watcher's name.
 func (*Watch) Name() string { return "symptoms" }

@@ -28,9 +28,11 @@ import (
 // methods from its main loop only, one at a time.
 type Watcher interface {
 	// Name names the watcher in logs and in nodekeeper_errors_total's
-	// component label (e.g. "symptoms"); the check it judges is named by
-	// its reports' Verdict.Check.
+	// component label (e.g. "symptoms"): a short lower-case identifier.
 	Name() string
+	// Check is the check it judges (its reports' Verdict.Check): its key in
+	// the state file and its check label in metrics.
+	Check() check.Name
 	// Interval is the time between ticks. The daemon reads it at start and
 	// after every Reconfigure, and restarts the period only when it changed.
 	Interval() time.Duration
