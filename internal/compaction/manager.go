@@ -475,7 +475,9 @@ func (m *Manager) Start(ctx context.Context, ds []Decision) (results <-chan Resu
 		// The thread is not unlocked: it ends with the goroutine, and its
 		// lowered priority with it.
 		runtime.LockOSThread()
-		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), compactionNice)
+		if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), compactionNice); err != nil {
+			m.log.Warn("compaction runs at normal priority: cannot lower its thread's", "nice", compactionNice, "err", err)
+		}
 		defer func() {
 			m.mu.Lock()
 			m.running = false

@@ -202,7 +202,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		wdC = wd.C()
 	}
 	d.ready = true
-	_ = d.d.Notifier.Ready()
+	d.notified(d.d.Notifier.Ready())
 	d.log.Info("nodekeeper started", "version", buildinfo.String(), "dry_run", d.dryRun())
 	settle := clk.NewTimer(time.Hour)
 	settle.Stop()
@@ -270,7 +270,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case r := <-d.done:
 			d.finishRepair(r)
 		case <-wdC:
-			_ = d.d.Notifier.Watchdog() // the loop got here: it makes progress
+			d.notified(d.d.Notifier.Watchdog()) // the loop got here: it makes progress
 		case <-dialRetry:
 			dialRetry = nil
 			if changes = d.connectUnits(ctx); d.units == nil {
@@ -299,7 +299,7 @@ func (d *Daemon) schedule(p pending) {
 }
 
 func (d *Daemon) shutdown(srv *metrics.Server) error {
-	_ = d.d.Notifier.Stopping()
+	d.notified(d.d.Notifier.Stopping())
 	d.log.Info("stopping")
 	waited := make(chan struct{})
 	go func() { d.wg.Wait(); close(waited) }()
@@ -309,7 +309,9 @@ func (d *Daemon) shutdown(srv *metrics.Server) error {
 		d.log.Warn("a repair was still running at shutdown; leaving it")
 	}
 	if srv != nil {
-		_ = srv.Wait()
+		if err := srv.Wait(); err != nil {
+			d.log.Warn("the metrics listener ended with an error", "err", err)
+		}
 	}
 	d.writeState()
 	return nil
@@ -592,5 +594,5 @@ func (d *Daemon) status() {
 	if d.dryRun() {
 		s += " (dry run)"
 	}
-	_ = d.d.Notifier.Status(s)
+	d.notified(d.d.Notifier.Status(s))
 }

@@ -35,6 +35,7 @@ type fakeNotifier struct {
 	statuses []string
 	pings    int
 	wd       time.Duration
+	err      error // returned by Status and Watchdog
 }
 
 func (n *fakeNotifier) Ready() error { n.mu.Lock(); n.ready++; n.mu.Unlock(); return nil }
@@ -42,10 +43,10 @@ func (n *fakeNotifier) Status(s string) error {
 	n.mu.Lock()
 	n.statuses = append(n.statuses, s)
 	n.mu.Unlock()
-	return nil
+	return n.err
 }
 func (n *fakeNotifier) Stopping() error { return nil }
-func (n *fakeNotifier) Watchdog() error { n.mu.Lock(); n.pings++; n.mu.Unlock(); return nil }
+func (n *fakeNotifier) Watchdog() error { n.mu.Lock(); n.pings++; n.mu.Unlock(); return n.err }
 func (n *fakeNotifier) WatchdogInterval() (time.Duration, bool) {
 	return n.wd, n.wd > 0
 }

@@ -26,3 +26,12 @@ func (d *Daemon) errorCleared(component metrics.Component) {
 		d.log.Info(string(component)+" works again (after: "+msg+")", "component", component)
 	}
 }
+
+// notified says once per reason that systemd's notification socket refused
+// a message: without READY=1 systemd times the start out, without WATCHDOG=1
+// it restarts the daemon, so this must be seen.
+func (d *Daemon) notified(err error) {
+	if err != nil {
+		d.errorOnce(metrics.ComponentNotify, "cannot notify systemd: "+err.Error())
+	}
+}

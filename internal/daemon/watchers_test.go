@@ -222,3 +222,26 @@ func metricValue(t *testing.T, m *metrics.Metrics, name string, want map[string]
 	}
 	return 0
 }
+
+// A notification socket that refuses messages (systemd would time the start
+// out or kill the daemon for a missed watchdog) is said once and counted at
+// every refusal.
+func TestNotifyErrorsSaidOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, healthyHost(), nil, nil)
+		r.notify.wd = 20 * time.Second
+		r.notify.err = errors.New("sendmsg: connection refused")
+		r.start()
+		for range 5 {
+			r.clk.Advance(10 * time.Second) // a watchdog ping each
+			synctest.Wait()
+		}
+		r.until("the pings", func() bool { _, pings, _ := r.notify.get(); return pings >= 5 })
+		if n := strings.Count(r.logs.String(), "cannot notify systemd: sendmsg: connection refused"); n != 1 {
+			t.Errorf("said %d times, want once:\n%s", n, r.logs.String())
+		}
+		if got := counterLabel(t, r.metrics, "nodekeeper_errors_total", "component", "notify"); got < 5 {
+			t.Errorf("errors_total{component=notify} = %v, want one per refusal (>= 5)", got)
+		}
+	})
+}

@@ -265,9 +265,10 @@ const (
 	ComponentKubelet    Component = "kubelet"
 	ComponentCompaction Component = "compaction"
 	ComponentState      Component = "state"
+	ComponentNotify     Component = "notify"
 )
 
-var components = []Component{ComponentReload, ComponentSymptoms, ComponentKubelet, ComponentCompaction, ComponentState}
+var components = []Component{ComponentReload, ComponentSymptoms, ComponentKubelet, ComponentCompaction, ComponentState, ComponentNotify}
 
 // DeclareComponent makes c a value of the component label: its errors_total
 // series exists, at zero, from now on.
