@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/config"
-	"github.com/nodekeeper/nodekeeper/internal/conntrack"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 )
@@ -28,18 +26,7 @@ func (r snatReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.Report
 // section yet: the defaults of DESIGN.md apply.
 func snatConfig(config.Config) snat.Config { return snat.DefaultConfig() }
 
-// errFixtureRoots: the conntrack table is the running kernel's, never a file.
-var errFixtureRoots = errors.New("no conntrack table under fixture roots (--path.sysfs is not /sys)")
-
-func snatScanner(h *hostfs.FS, limit int) snat.Scanner {
-	dump := snat.Dumper(conntrack.Dump)
-	if !h.Live() {
-		dump = func(context.Context, conntrack.Filter, func(*conntrack.Flow)) (conntrack.Stats, error) {
-			return conntrack.Stats{}, errFixtureRoots
-		}
-	}
-	return snat.Scanner{Dump: dump, Resolver: snat.NewResolver(h, time.Now), Limit: limit}
-}
+func snatScanner(h *hostfs.FS, limit int) snat.Scanner { return snat.NewScanner(h, time.Now, limit) }
 
 func checkSNAT(ctx context.Context, h *hostfs.FS, cfg config.Config, _ time.Duration) reporter {
 	return snatReport{snatScanner(h, snat.DefaultLimit).Run(ctx, snatConfig(cfg))}

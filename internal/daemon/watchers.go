@@ -10,6 +10,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/watch"
@@ -62,6 +63,16 @@ func (d *Daemon) startWatchers() {
 		d.log.Warn("compaction off: "+err.Error(), "check", string(compaction.CheckName))
 	} else {
 		d.register(e, comp)
+	}
+	// SNAT: on by default where the conntrack table can be read (auto: a
+	// live host; a table that refuses is then unknown, said once).
+	if c := snat.ConfigFrom(d.cfg); c.Enabled == "true" || (c.Enabled == "auto" && d.d.FS.Live()) {
+		e, env = d.newEntry()
+		if w, err := snat.NewWatch(env, d.cfg, snat.NewScanner(d.d.FS, d.d.Clock.Now, snat.DefaultLimit)); err != nil {
+			d.log.Warn("SNAT check off: "+err.Error(), "check", string(snat.CheckName))
+		} else {
+			d.register(e, w)
+		}
 	}
 	for _, build := range d.extra {
 		e, env = d.newEntry()

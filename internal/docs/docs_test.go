@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/snat"
+
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 
@@ -63,6 +66,11 @@ func TestREADMEListsMetricsAndMessageIDs(t *testing.T) {
 	}
 	cm.Observe(0, compaction.ReasonSafety, policy.Success, time.Millisecond)
 	m.IncScheduledEvent("Freeze")
+	sm, err := snat.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm.Observe(&snat.Report{Verdict: check.Verdict{Status: check.OK}, Sources: []snat.Source{{Kind: snat.KindHost, Flows: 1}}}, time.Millisecond)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -49,24 +49,29 @@ func Msg(id string) slog.Attr { return slog.String(MessageIDKey, id) }
 // fields, so a log call that attaches a MESSAGE_ID should use these keys for
 // the fields its Msg… constant documents.
 const (
-	KeyCheck        = "check"         // CHECK: irq | kubelet | compaction | softirq
-	KeyAction       = "action"        // ACTION: a remediation action, as in the metrics contract
-	KeyResult       = "result"        // RESULT: a remediation result, as in the metrics contract
-	KeyReason       = "reason"        // REASON: why something was done or skipped
-	KeyInterface    = "interface"     // INTERFACE: the NIC as users know it
-	KeyIRQ          = "irq"           // IRQ: an IRQ number
-	KeyCPUs         = "cpus"          // CPUS: a CPU list such as 4-5,8
-	KeyUnit         = "unit"          // UNIT: a systemd unit name
-	KeyNode         = "node"          // NODE: a NUMA node number
-	KeySource       = "source"        // SOURCE: clock | imds
-	KeyEventType    = "event_type"    // EVENT_TYPE: Azure scheduled event type
-	KeyEventID      = "event_id"      // EVENT_ID: Azure scheduled event id
-	KeyEventStatus  = "event_status"  // EVENT_STATUS: Scheduled | Started
-	KeyPauseSeconds = "pause_seconds" // PAUSE_SECONDS: length of a VM pause
-	KeyVersion      = "version"       // VERSION: a package version
-	KeyCgroups      = "cgroups"       // CGROUPS: number of cgroups
-	KeyCPUShare     = "cpu_share"     // CPU_SHARE: share of one CPU, 0..1 (or more)
-	KeyError        = "err"           // ERR: an error text
+	KeyCheck           = "check"            // CHECK: irq | kubelet | compaction | softirq | snat
+	KeyAction          = "action"           // ACTION: a remediation action, as in the metrics contract
+	KeyResult          = "result"           // RESULT: a remediation result, as in the metrics contract
+	KeyReason          = "reason"           // REASON: why something was done or skipped
+	KeyInterface       = "interface"        // INTERFACE: the NIC as users know it
+	KeyIRQ             = "irq"              // IRQ: an IRQ number
+	KeyCPUs            = "cpus"             // CPUS: a CPU list such as 4-5,8
+	KeyUnit            = "unit"             // UNIT: a systemd unit name
+	KeyNode            = "node"             // NODE: a NUMA node number
+	KeySource          = "source"           // SOURCE: clock | imds
+	KeyEventType       = "event_type"       // EVENT_TYPE: Azure scheduled event type
+	KeyEventID         = "event_id"         // EVENT_ID: Azure scheduled event id
+	KeyEventStatus     = "event_status"     // EVENT_STATUS: Scheduled | Started
+	KeyPauseSeconds    = "pause_seconds"    // PAUSE_SECONDS: length of a VM pause
+	KeyVersion         = "version"          // VERSION: a package version
+	KeyCgroups         = "cgroups"          // CGROUPS: number of cgroups
+	KeyCPUShare        = "cpu_share"        // CPU_SHARE: share of one CPU, 0..1 (or more)
+	KeyError           = "err"              // ERR: an error text
+	KeyDemandPorts     = "demand_ports"     // DEMAND_PORTS: concurrent public flows towards the busiest destination
+	KeyAllocatedPorts  = "allocated_ports"  // ALLOCATED_PORTS: the node's SNAT port budget per destination
+	KeyAllocatedSource = "allocated_source" // ALLOCATED_SOURCE: config | table | default
+	KeyDestination     = "destination"      // DESTINATION: ip:port/proto or ip/udp
+	KeyTopSource       = "top_source"       // TOP_SOURCE: namespace/pod, host, or an address
 )
 
 // New returns a logger writing to w in format (FormatText or FormatJSON; any

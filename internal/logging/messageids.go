@@ -83,4 +83,14 @@ const (
 	// MsgDBusLost: the connection to the system bus (systemd) was lost.
 	// Fields: none beyond the message.
 	MsgDBusLost = "ad6e7a8ee30571963a892a3e12171d90"
+
+	// MsgSNATPortsHigh: the public flows towards one destination reached
+	// snat.warnRatio of the node's SNAT port budget (once per episode).
+	// Fields: DEMAND_PORTS, ALLOCATED_PORTS, ALLOCATED_SOURCE, DESTINATION,
+	// TOP_SOURCE.
+	MsgSNATPortsHigh = "e3b73e43bd21f2e8bff3233bdf30ab46"
+
+	// MsgSNATPortsNormal: SNAT port use fell back under snat.warnRatio.
+	// Fields: DEMAND_PORTS, ALLOCATED_PORTS.
+	MsgSNATPortsNormal = "b426683cc5a0a44b70e066da64ef47ac"
 )

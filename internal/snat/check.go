@@ -2,9 +2,13 @@ package snat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/conntrack"
@@ -26,6 +30,7 @@ type Report struct {
 	DemandByProto map[string]int `json:"-"` // "tcp", "udp"
 	Skipped       int            `json:"-"` // entries without the attributes a flow needs
 	Untracked     int            `json:"-"` // public flows past the aggregation bounds
+	Err           error          `json:"-"` // why the table could not be read (status unknown)
 }
 
 // Dumper streams the conntrack table (conntrack.Dump, or a fake).
@@ -45,6 +50,23 @@ type Scanner struct {
 	Dump     Dumper
 	Resolver OwnerResolver // nil: every source unknown
 	Limit    int           // top destinations and sources (DefaultLimit when 0)
+}
+
+// ErrFixtureRoots: the conntrack table is the running kernel's, never a
+// file, so under fixture roots (--path.* not the live /proc and /sys) there
+// is none to read.
+var ErrFixtureRoots = errors.New("no conntrack table under fixture roots (--path.sysfs is not /sys)")
+
+// NewScanner is the scanner of the host behind h: the kernel's table through
+// netlink, sources attributed through h's /proc and kubelet's pod logs.
+func NewScanner(h *hostfs.FS, now func() time.Time, limit int) Scanner {
+	dump := Dumper(conntrack.Dump)
+	if !h.Live() {
+		dump = func(context.Context, conntrack.Filter, func(*conntrack.Flow)) (conntrack.Stats, error) {
+			return conntrack.Stats{}, ErrFixtureRoots
+		}
+	}
+	return Scanner{Dump: dump, Resolver: NewResolver(h, now), Limit: limit}
 }
 
 // dumpAttempts bounds the retries of a dump the kernel flagged as
@@ -74,7 +96,9 @@ func (s Scanner) Run(ctx context.Context, cfg Config) *Report {
 		}
 	}
 	if err != nil {
-		return unknown(cfg, err.Error())
+		r := unknown(cfg, err.Error())
+		r.Err = err
+		return r
 	}
 	sum := agg.Summary(limit)
 	var owners map[netip.Addr]Owner

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 )
 
@@ -27,7 +28,8 @@ func TestOutsideStringsArePrintableAndClipped(t *testing.T) {
 		Pauses:     []state.Pause{{At: now.Add(-time.Minute), Seconds: 5, Source: hostile, EventID: hostile, Description: hostile, Outcome: hostile}},
 		Freeze:     []state.FreezeEvent{{EventID: hostile, Status: hostile, NotBefore: hostile, Description: hostile}},
 		Actions:    []state.Action{{Time: now, Action: hostile, Result: hostile, Detail: hostile, Trigger: hostile}},
-		Checks:     map[check.Name]state.Check{"compaction": {Status: hostile, Message: hostile}}}
+		Checks: map[check.Name]state.Check{"compaction": {Status: hostile, Message: hostile},
+			"snat": {Status: hostile, Message: hostile, Report: hostileSNAT(t)}}}
 	in.Kubelet.Mode, in.Kubelet.Note = hostile, hostile
 	got := Build(in)
 
@@ -97,4 +99,13 @@ func FuzzOutsideStrings(f *testing.F) {
 			}
 		}
 	})
+}
+
+// hostileSNAT is a SNAT report whose pod names are hostile.
+func hostileSNAT(t *testing.T) json.RawMessage {
+	b, err := json.Marshal(snat.Report{Sources: []snat.Source{{Kind: snat.KindPod, Namespace: hostile, Pod: hostile, Flows: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

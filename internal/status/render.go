@@ -167,6 +167,18 @@ func Render(w io.Writer, v View, s Style) error {
 	if v.Compaction != "" {
 		p("compaction %s\n", clip(v.Compaction, 69))
 	}
+	if sn := v.SNAT; sn != nil {
+		word := check.Status(clip(string(sn.Status), 7)) // a state file's word may be anything
+		shownWord := word
+		if word == check.Problem {
+			shownWord = "PROBLEM"
+		}
+		room := 80 - len("snat       ") - utf8.RuneCountInString(string(shownWord)) - 1
+		p("snat       %s %s\n", s.status(word), clip(sn.Message, room))
+		if len(sn.Top) > 0 {
+			p("           %s\n", clip("top: "+strings.Join(sn.Top, ", "), 69))
+		}
+	}
 	p("\n%s\n", s.paint(dim, "CPU  NIC queue IRQs           NET_RX/s        softirq         drop/s sq/s kub"))
 	rows := v.CPUs
 	for i := 0; i < len(rows); i++ {

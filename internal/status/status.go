@@ -7,9 +7,13 @@
 package status
 
 import (
+	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/snat"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
@@ -38,9 +42,20 @@ type View struct {
 	Freeze     []state.FreezeEvent `json:"freeze_events,omitempty"`
 	Repairs    []state.Action      `json:"recent_actions"`
 	Compaction string              `json:"compaction,omitempty"`
+	SNAT       *SNAT               `json:"snat,omitempty"`
 	Window     time.Duration       `json:"window_ns"`
 	Notes      []string            `json:"notes,omitempty"`
 }
+
+// SNAT is the daemon's last SNAT scan: its verdict and who spends the ports.
+type SNAT struct {
+	check.Verdict
+	Utilization float64  `json:"utilization"`
+	Top         []string `json:"top_sources"` // "namespace/pod 812", most flows first
+}
+
+// snatTop is how many sources the status line names.
+const snatTop = 3
 
 // Daemon is what is known of the running daemon.
 type Daemon struct {
@@ -156,11 +171,32 @@ func Build(in Inputs) View {
 		if c, ok := st.Checks["compaction"]; ok {
 			v.Compaction = shown(c.Status+": "+c.Message, maxText)
 		}
+		if c, ok := st.Checks[snat.CheckName]; ok {
+			v.SNAT = snatView(c)
+		}
 	}
 	if !v.Daemon.Running {
 		v.Notes = append(v.Notes, "the daemon is not running (no fresh state file): live readings only")
 	}
 	return v
+}
+
+// snatView is the SNAT section from the state file's snat check.
+func snatView(c state.Check) *SNAT {
+	out := &SNAT{Verdict: check.Verdict{Check: snat.CheckName, Status: check.Status(shown(c.Status, maxWord)),
+		Message: shown(c.Message, maxText)}, Top: []string{}}
+	var r snat.Report
+	if json.Unmarshal(c.Report, &r) != nil {
+		return out
+	}
+	out.Utilization = r.Utilization
+	for _, s := range r.Sources {
+		if len(out.Top) == snatTop {
+			break
+		}
+		out.Top = append(out.Top, shown(snat.SourceName(s), maxWord)+" "+strconv.Itoa(s.Flows))
+	}
+	return out
 }
 
 // Clip lengths of strings from outside, in bytes after escaping: a word (a

@@ -2,8 +2,10 @@ package status
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,9 +14,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/hostfixture"
@@ -143,3 +147,34 @@ func TestColorOnlyWhenAsked(t *testing.T) {
 }
 
 func itoa(n int) string { return fmt.Sprintf("%02d", n) }
+
+// The daemon's last SNAT scan has a line, and its top sources one more.
+func TestSNATSection(t *testing.T) {
+	in := scenarioInputs(t, 8, false)
+	rep, err := json.Marshal(snat.Report{Utilization: 0.85, Sources: []snat.Source{
+		{Kind: snat.KindPod, Namespace: "shop", Pod: "checkout-7d9f", Flows: 812},
+		{Kind: snat.KindHost, Flows: 40},
+		{Kind: snat.KindUnknown, IP: netip.MustParseAddr("10.244.3.3"), Flows: 9},
+		{Kind: snat.KindPod, Namespace: "a", Pod: "b", Flows: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.State = &state.State{PID: 1, Updated: now, Checks: map[check.Name]state.Check{snat.CheckName: {
+		Status: "problem", Message: "SNAT 870/1024 ports (85%) to 20.50.2.1:443/tcp; top shop/checkout-7d9f", Report: rep}}}
+	v := Build(in)
+	if v.SNAT == nil || v.SNAT.Status != check.Problem || len(v.SNAT.Top) != 3 || v.SNAT.Top[0] != "shop/checkout-7d9f 812" {
+		t.Fatalf("SNAT view: %+v", v.SNAT)
+	}
+	var b strings.Builder
+	if err := Render(&b, v, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"snat       PROBLEM SNAT 870/1024 ports (85%) to 20.50.2.1:443/tcp; top shop/che…\n", // clipped to fit 80 columns
+		"           top: shop/checkout-7d9f 812, host 40, unknown 10.244.3.3 9\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, b.String())
+		}
+	}
+}
