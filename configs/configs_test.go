@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/snat"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
@@ -45,7 +47,7 @@ const (
 
 // checkNames are the names `nodekeeper check <name>` takes, one per check of
 // the contract.
-var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName)}
+var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName)}
 
 // labelValues are the contract's enumerations, for the labels that have one.
 var labelValues = map[string][]string{
