@@ -22,9 +22,8 @@ type snatReport struct{ *snat.Report }
 func (r snatReport) verdict() check.Verdict       { return r.Verdict }
 func (r snatReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.Report) }
 
-// snatConfig is the check's configuration. The config file has no `snat`
-// section yet: the defaults of DESIGN.md apply.
-func snatConfig(config.Config) snat.Config { return snat.DefaultConfig() }
+// snatConfig is the check's configuration: the daemon's mapping.
+func snatConfig(cfg config.Config) snat.Config { return snat.ConfigFrom(cfg) }
 
 func snatScanner(h *hostfs.FS, limit int) snat.Scanner { return snat.NewScanner(h, time.Now, limit) }
 

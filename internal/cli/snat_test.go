@@ -2,7 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -21,6 +24,27 @@ func TestCheckSNATOnFixtureRootsIsUnknown(t *testing.T) {
 	code, out, _ = run(t, append([]string{"top", "snat"}, rootArgs(p)...)...)
 	if code != 1 || !strings.HasPrefix(out, "unknown: no conntrack table") {
 		t.Errorf("top snat on fixture roots: exit %d %q", code, out)
+	}
+}
+
+// check snat takes the snat.* keys the daemon takes: the budget in its JSON
+// comes from the configuration file.
+func TestCheckSNATHonoursTheConfig(t *testing.T) {
+	p := hostfixture.Host{CPUs: 2}.MustBuild(t)
+	cfgFile := filepath.Join(p.Root, "etc", "nodekeeper", "config.yaml")
+	if err := os.MkdirAll(filepath.Dir(cfgFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, []byte("snat:\n  backendPoolSize: 120\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := run(t, append([]string{"check", "snat", "--output", "json"}, rootArgs(p)...)...)
+	var r struct {
+		AllocatedPorts  int    `json:"allocated_ports"`
+		AllocatedSource string `json:"allocated_source"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.AllocatedPorts != 256 || r.AllocatedSource != snat.SourceTable {
+		t.Errorf("check snat with backendPoolSize 120: %q (%v); want 256 ports from the table", out, err)
 	}
 }
 

@@ -61,6 +61,7 @@ type Config struct {
 	Kubelet       Kubelet       // kubelet
 	Compaction    Compaction    // compaction
 	Symptoms      Symptoms      // symptoms
+	SNAT          SNAT          // snat
 
 	// src records where each key's value was read from, keyed by YAML path.
 	// It is set by Load and LoadFiles and never changed afterwards, so copies
@@ -137,6 +138,28 @@ type Symptoms struct {
 	KubeletSystemCPUWarn float64       // kubeletSystemCPUWarn
 }
 
+// SNAT configures the SNAT port check (`check snat`, `top snat` and the
+// daemon's scan of the conntrack table).
+type SNAT struct {
+	Enabled         string        // enabled: one of the SNAT… constants
+	Interval        time.Duration // interval
+	AllocatedPorts  int           // allocatedPorts: 0 = from BackendPoolSize, else 1024
+	BackendPoolSize int           // backendPoolSize: 0 = unknown
+	WarnRatio       float64       // warnRatio
+	PrivateCIDRs    []string      // privateCIDRs: added to the built-in private ranges
+}
+
+// Values of SNAT.Enabled.
+const (
+	SNATAuto  = "auto"  // on where the conntrack table can be read (a live host)
+	SNATTrue  = "true"  // on: an unreadable table is reported as unknown
+	SNATFalse = "false" // off: the daemon does not scan (the CLI still answers)
+)
+
+// SNATMaxBackendPoolSize is the largest backend pool Azure's default port
+// allocation table covers.
+const SNATMaxBackendPoolSize = 1000
+
 // Default returns the configuration used for every key no file sets.
 func Default() Config {
 	return Config{
@@ -191,6 +214,14 @@ func Default() Config {
 			CgroupWarn:           50000,
 			KubeletSystemCPUWarn: 0.5,
 		},
+		SNAT: SNAT{
+			Enabled:         SNATAuto,
+			Interval:        30 * time.Second,
+			AllocatedPorts:  0,
+			BackendPoolSize: 0,
+			WarnRatio:       0.8,
+			PrivateCIDRs:    nil,
+		},
 	}
 }
 
@@ -208,6 +239,9 @@ func (c Config) settings() Config {
 	}
 	if len(c.IRQ.Interfaces.Exclude) == 0 {
 		c.IRQ.Interfaces.Exclude = nil
+	}
+	if len(c.SNAT.PrivateCIDRs) == 0 {
+		c.SNAT.PrivateCIDRs = nil
 	}
 	return c
 }

@@ -138,6 +138,19 @@ var fields = []*field{
 		doc: "Warn above this many descendants of the root cgroup (cgroup.stat; on v1, num_cgroups)."},
 	{path: "symptoms.kubeletSystemCPUWarn", kind: kindFloat, ptr: func(c *Config) any { return &c.Symptoms.KubeletSystemCPUWarn },
 		doc: "Warn when kubelet's system time is above this many CPUs (0.5 = half of one CPU)."},
+
+	{path: "snat.enabled", kind: kindTristate, values: []string{SNATAuto, SNATTrue, SNATFalse}, ptr: func(c *Config) any { return &c.SNAT.Enabled },
+		doc: "Scan the conntrack table for SNAT port use in the daemon; auto = where the table can be read. check snat always answers."},
+	{path: "snat.interval", kind: kindDuration, ptr: func(c *Config) any { return &c.SNAT.Interval },
+		doc: "Time between two scans (a scan costs about 3 s of CPU per million entries; long scans push the next back)."},
+	{path: "snat.allocatedPorts", kind: kindInt, ptr: func(c *Config) any { return &c.SNAT.AllocatedPorts },
+		doc: "The node's SNAT ports per destination; 0 = Azure's default table from backendPoolSize, else 1024. NAT Gateway: 50000."},
+	{path: "snat.backendPoolSize", kind: kindInt, ptr: func(c *Config) any { return &c.SNAT.BackendPoolSize },
+		doc: "VMs in the load balancer's backend pool (Azure's default allocation: 1024 ports up to 50 VMs ... 32 above 800); 0 = unknown."},
+	{path: "snat.warnRatio", kind: kindFloat, ptr: func(c *Config) any { return &c.SNAT.WarnRatio },
+		doc: "A problem when the flows towards one destination reach this share of the ports."},
+	{path: "snat.privateCIDRs", kind: kindList, typ: "list of CIDRs", ptr: func(c *Config) any { return &c.SNAT.PrivateCIDRs },
+		doc: "Destinations that spend no SNAT port besides the built-in private ranges: the VNet's prefixes, peered networks."},
 }
 
 // fieldByPath indexes fields by YAML path.

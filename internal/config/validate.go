@@ -160,6 +160,22 @@ func (c Config) Validate() error {
 	}
 	v.positive("symptoms.kubeletSystemCPUWarn", c.Symptoms.KubeletSystemCPUWarn)
 
+	v.oneOf("snat.enabled", c.SNAT.Enabled)
+	// A scan walks the whole conntrack table.
+	v.duration("snat.interval", c.SNAT.Interval, 5*time.Second, "each scan walks the whole conntrack table")
+	if n := c.SNAT.AllocatedPorts; n < 0 || n > 65535 {
+		v.fail("snat.allocatedPorts", fmt.Sprintf("must be from 0 to 65535, not %d (0 = from snat.backendPoolSize)", n))
+	}
+	if n := c.SNAT.BackendPoolSize; n < 0 || n > SNATMaxBackendPoolSize {
+		v.fail("snat.backendPoolSize", fmt.Sprintf("must be from 0 to %d, not %d (0 = unknown)", SNATMaxBackendPoolSize, n))
+	}
+	v.ratio("snat.warnRatio", c.SNAT.WarnRatio, false)
+	for i, p := range c.SNAT.PrivateCIDRs {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(p)); err != nil {
+			v.failElem("snat.privateCIDRs", i, fmt.Sprintf("%q is not a CIDR prefix (e.g. 10.224.0.0/12)", shorten(p)))
+		}
+	}
+
 	return errors.Join(v.errs...)
 }
 

@@ -51,6 +51,17 @@ func TestValidate(t *testing.T) {
 			[]string{"irq.settleDelay: must not be negative, not -1s"}},
 		{"too long", func(c *Config) { c.IRQ.VerifyTimeout = 200 * time.Hour },
 			[]string{"irq.verifyTimeout: must be at most 168h (a week), not 200h"}},
+		{"snat", func(c *Config) {
+			c.SNAT.Enabled, c.SNAT.Interval, c.SNAT.AllocatedPorts = "maybe", time.Second, 70000
+			c.SNAT.BackendPoolSize, c.SNAT.WarnRatio, c.SNAT.PrivateCIDRs = 1001, 0, []string{"10.224.0.0/12", "10.0.0.1"}
+		}, []string{
+			`snat.enabled: "maybe" is not one of auto, true, false`,
+			"snat.interval: must be at least 5s, not 1s (each scan walks the whole conntrack table)",
+			"snat.allocatedPorts: must be from 0 to 65535, not 70000 (0 = from snat.backendPoolSize)",
+			"snat.backendPoolSize: must be from 0 to 1000, not 1001 (0 = unknown)",
+			"snat.warnRatio: must be above 0 and at most 1, not 0",
+			`snat.privateCIDRs[1]: "10.0.0.1" is not a CIDR prefix (e.g. 10.224.0.0/12)`,
+		}},
 		{"remediation", func(c *Config) { c.IRQ.Remediation = "Restart" },
 			[]string{`irq.remediation: "Restart" is not one of restart, sighup, spread, none`}},
 		{"ratio zero", func(c *Config) { c.IRQ.MinSpreadRatio = 0 },

@@ -426,6 +426,8 @@ var restartOnly = []struct {
 		func(dst *config.Config, src config.Config) { dst.PauseDetector = src.PauseDetector }},
 	{"kubelet.unit", func(a, b config.Config) bool { return a.Kubelet.Unit != b.Kubelet.Unit },
 		func(dst *config.Config, src config.Config) { dst.Kubelet.Unit = src.Kubelet.Unit }},
+	{"snat.enabled", func(a, b config.Config) bool { return a.SNAT.Enabled != b.SNAT.Enabled },
+		func(dst *config.Config, src config.Config) { dst.SNAT.Enabled = src.SNAT.Enabled }},
 }
 
 // reload applies a configuration read by startReload; it reports whether

@@ -50,13 +50,14 @@ func TestReloadNamesWhatItCannotApply(t *testing.T) {
 kubelet: {unit: kubelet-other.service}
 imds: {enabled: "true"}
 pauseDetector: {gapThreshold: 5s}
+snat: {enabled: "false"}
 irq: {minSpreadRatio: 0.5}
 `), 0o644)
 		r.start()
 		r.reloadAndWait(1)
 		r.stop() // then its configuration can be read
 		logs := r.logs.String()
-		if !strings.Contains(logs, "configuration reloaded except imds, pauseDetector, kubelet.unit") {
+		if !strings.Contains(logs, "configuration reloaded except imds, pauseDetector, kubelet.unit, snat.enabled") {
 			t.Fatalf("the kept keys are not named:\n%s", logs)
 		}
 		if r.d.cfg.Kubelet.Unit != config.Default().Kubelet.Unit || r.d.cfg.IMDS != config.Default().IMDS ||

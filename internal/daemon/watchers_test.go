@@ -14,6 +14,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/watch"
 )
@@ -242,6 +243,30 @@ func TestNotifyErrorsSaidOnce(t *testing.T) {
 		}
 		if got := counterLabel(t, r.metrics, "nodekeeper_errors_total", "component", "notify"); got < 5 {
 			t.Errorf("errors_total{component=notify} = %v, want one per refusal (>= 5)", got)
+		}
+	})
+}
+
+// snat.enabled: auto leaves the SNAT scan out where no live conntrack table
+// exists (fixture roots); true runs it there and records why it cannot read.
+func TestSNATWatchRegistration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, healthyHost(), nil, nil)
+		r.start()
+		r.stop()
+		if _, ok := r.storedCheck(snat.CheckName); ok {
+			t.Error("snat.enabled auto scanned fixture roots")
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, healthyHost(), func(c *config.Config) { c.SNAT.Enabled = config.SNATTrue }, nil)
+		r.start()
+		r.until("the snat verdict", func() bool {
+			c, ok := r.storedCheck(snat.CheckName)
+			return ok && c.Status == "unknown" && strings.Contains(c.Message, "no conntrack table")
+		})
+		if n := strings.Count(r.logs.String(), "cannot read the conntrack table"); n != 1 {
+			t.Errorf("said %d times, want once:\n%s", n, r.logs.String())
 		}
 	})
 }

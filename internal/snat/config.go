@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/config"
+
 	"github.com/nodekeeper/nodekeeper/internal/check"
 )
 
@@ -41,13 +43,12 @@ type Config struct {
 	PrivateCIDRs []netip.Prefix
 }
 
-// DefaultConfig returns the defaults of DESIGN.md.
-func DefaultConfig() Config {
-	return Config{Enabled: "auto", Interval: 30 * time.Second, WarnRatio: 0.8}
-}
+// DefaultConfig is the configuration package's default, mapped by ConfigFrom.
+func DefaultConfig() Config { return ConfigFrom(config.Default()) }
 
-// MaxBackendPoolSize is the largest backend pool Azure's default allocation covers.
-const MaxBackendPoolSize = 1000
+// MaxBackendPoolSize is the largest backend pool Azure's default allocation
+// covers (the configuration package's bound).
+const MaxBackendPoolSize = config.SNATMaxBackendPoolSize
 
 // Validate says what is wrong with c, in a person's words.
 func (c Config) Validate() error {
