@@ -5,16 +5,18 @@ package packaging_test
 // cpuset controller, systemd, D-Bus, irqbalance 1.9 and a stand-in kubelet):
 // the .deb that `make deb` builds is installed by image/scripts/install.sh,
 // the image's install step, with a config.d override; the hardened unit is
-// started; a fake Azure IMDS in the guest (internal/imds/imdstest/fakeimds)
-// walks a Freeze for this VM from Scheduled to Started; the daemon is paused
+// started; a fake Azure IMDS (internal/imds/imdstest/fakeimds) at
+// 169.254.169.254, in a network namespace of the guest's, walks a Freeze for this VM from Scheduled to Started; the daemon is paused
 // for 5 s with SIGSTOP, as a VM pause stops it, and the NIC queue IRQs
 // collapse onto CPU 0 meanwhile, as in the incident; after SIGCONT the Freeze
 // goes away. The daemon must see one pause tied to the Freeze, repair the
 // spread by restarting irqbalance over D-Bus after irq.settleDelay, verify
 // it, keep kubelet pinned (enforced by cgroup v2), have compacted memory at
 // start, and say all of it in the journal and the metrics without a single
-// permission error from its sandbox. Package removal then stops it and
-// gives kubelet every CPU back.
+// permission error from its sandbox. The sandbox itself is checked as it
+// runs: no capability on cgroup v2, nr_hugepages read-only, the metrics port
+// closed to a host outside the IP allow list until the documented drop-in
+// names it. Package removal then stops it and gives kubelet every CPU back.
 //
 // The guest's run.sh drives the scenario and prints key=value lines; the
 // journal, the metrics and other witnesses come back as files of the output
@@ -40,13 +42,23 @@ import (
 )
 
 const (
-	e2eVMName      = "aks-nodepool1-12345678-vmss_7"
-	e2eFreezeID    = "C7061BAC-AFDC-4513-B24B-AA5F13A16123"
-	e2eIMDSAddr    = "127.0.0.1:8254"
-	e2eMetricsAddr = "127.0.0.1:9829"
-	e2ePause       = 5 * time.Second
-	e2eSettle      = time.Second
-	e2eCheckEvery  = 5 * time.Second
+	e2eVMName   = "aks-nodepool1-12345678-vmss_7"
+	e2eFreezeID = "C7061BAC-AFDC-4513-B24B-AA5F13A16123"
+	// e2eIMDSAddr is where the fake IMDS listens: Azure's own address, in a
+	// network namespace of the guest's ("outside", over a veth pair), so
+	// that the unit's IP allow list is what lets the daemon reach it.
+	e2eIMDSAddr = "169.254.169.254:80"
+	// The metrics endpoint listens on every address (as on the node IP for
+	// fleet scraping) and is read on localhost (e2eMetricsAddr) and from the
+	// outside namespace (e2eOutsideAddr, a host the allow list does not
+	// name) on the node's veth address e2eNodeAddr.
+	e2eMetricsListen = "0.0.0.0:9829"
+	e2eMetricsAddr   = "127.0.0.1:9829"
+	e2eNodeAddr      = "192.0.2.1"
+	e2eOutsideAddr   = "192.0.2.2"
+	e2ePause         = 5 * time.Second
+	e2eSettle        = time.Second
+	e2eCheckEvery    = 5 * time.Second
 	// e2eCooldown is irq.cooldown: its validation floor. A restart of
 	// irqbalance is refused until irqbalance's last start is this old, and
 	// run.sh starts irqbalance itself before the scenario.
@@ -64,7 +76,6 @@ var e2eOverride = fmt.Sprintf(`metrics:
   listen: %q
 imds:
   enabled: true
-  endpoint: "http://%s"
   resourceName: %q
 irq:
   settleDelay: %s
@@ -76,7 +87,7 @@ kubelet:
 compaction:
   unusableIndexThreshold: 0
   checkInterval: 5s
-`, e2eMetricsAddr, e2eIMDSAddr, e2eVMName, e2eSettle, e2eCheckEvery, e2eCooldown)
+`, e2eMetricsListen, e2eVMName, e2eSettle, e2eCheckEvery, e2eCooldown)
 
 // e2eScriptHead sets run.sh's parameters; e2eScript is the scenario.
 func e2eScriptHead(deb string) string {
@@ -86,12 +97,14 @@ NIC=%s
 VM_NAME=%q
 IMDS=%s
 METRICS=%s
+NODE_ADDR=%s
+OUTSIDE_ADDR=%s
 PAUSE=%d
 COOLDOWN=%d
 DEB=%q
 MSG_SCHEDULED=%s
 MSG_PAUSE=%s
-`, vm.GuestNIC, e2eVMName, e2eIMDSAddr, e2eMetricsAddr, int(e2ePause.Seconds()), int(e2eCooldown.Seconds()), deb,
+`, vm.GuestNIC, e2eVMName, e2eIMDSAddr, e2eMetricsAddr, e2eNodeAddr, e2eOutsideAddr, int(e2ePause.Seconds()), int(e2eCooldown.Seconds()), deb,
 		logging.MsgScheduledEvent, logging.MsgVMPause)
 }
 
@@ -249,9 +262,18 @@ echo "install_seconds=$(elapsed "$start")"
 echo "after_install_enabled=$(systemctl is-enabled "$NK")"
 echo "after_install_active=$(systemctl is-active "$NK")"
 
-# 2. The fake IMDS: this VM's Freeze is Scheduled from the start.
+# 2. The fake IMDS, at Azure's address in a network namespace of its own
+# ("outside", over a veth pair; the node reaches 169.254.169.254 through it,
+# as an Azure VM through its gateway): this VM's Freeze is Scheduled from the
+# start. The outside namespace also plays a host that scrapes the metrics.
+ip netns add outside || fatal "ip netns add outside"
+ip link add nk-node type veth peer name nk-out netns outside || fatal "veth pair"
+ip addr add "$NODE_ADDR/24" dev nk-node && ip link set nk-node up || fatal "nk-node up"
+ip -n outside link set lo up && ip -n outside addr add "$OUTSIDE_ADDR/24" dev nk-out &&
+	ip -n outside addr add "${IMDS%:*}/32" dev nk-out && ip -n outside link set nk-out up || fatal "nk-out up"
+ip route add "${IMDS%:*}/32" via "$OUTSIDE_ADDR" dev nk-node || fatal "route to ${IMDS%:*}"
 mkdir -p /run/fakeimds
-./fakeimds serve -listen "$IMDS" -vm "$VM_NAME" -dir /run/fakeimds >/run/fakeimds.log 2>&1 &
+ip netns exec outside ./fakeimds serve -listen "$IMDS" -vm "$VM_NAME" -dir /run/fakeimds >/run/fakeimds.log 2>&1 &
 imds_pid=$!
 imds_up() { ./fakeimds get "http://$IMDS/metadata/scheduledevents?api-version=2020-07-01" >/dev/null 2>&1; }
 wait_until imds 20 imds_up || fatal "the fake IMDS does not answer"
@@ -282,6 +304,25 @@ systemctl start "$NK" || fatal "systemctl start $NK"
 echo "start_seconds=$(elapsed "$start")"
 echo "active_after_start=$(systemctl is-active "$NK")"
 echo "nk_cpu_at_ready=$(nk_cpu "$(systemctl show --property=MainPID --value "$NK")")"
+# The sandbox as it runs: cgroup v2, so the generator granted no capability,
+# only the compact file of each NUMA node.
+pid=$(systemctl show --property=MainPID --value "$NK")
+echo "nk_capeff=$(awk '/^CapEff:/ { print $2 }' "/proc/$pid/status")"
+echo "nk_capbnd=$(awk '/^CapBnd:/ { print $2 }' "/proc/$pid/status")"
+echo "generated_dropins=$(ls /run/systemd/generator/nodekeeper.service.d 2>/dev/null | tr '\n' ' ')"
+echo "generated_compact=$(grep -h '^ReadWritePaths=' /run/systemd/generator/nodekeeper.service.d/50-node-compact.conf 2>/dev/null)"
+systemd-analyze security --no-pager "$NK" >"$OUT/security.txt" 2>&1
+echo "security_exposure=$(awk '/Overall exposure level/ { print $(NF-2) }' "$OUT/security.txt")"
+# In the daemon's own mount namespace (its view of /sys): the node's compact
+# file is writable, its hugepage count is not (the value is written back
+# unchanged, so nothing would change even if it were).
+hp=/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages
+out=$(nsenter -t "$pid" -m sh -c "cat $hp >$hp" 2>&1)
+echo "sandbox_nr_hugepages_exit=$?"
+echo "sandbox_nr_hugepages_err=$out"
+out=$(nsenter -t "$pid" -m sh -c 'echo 1 >/sys/devices/system/node/node0/compact' 2>&1)
+echo "sandbox_compact_exit=$?"
+echo "sandbox_compact_err=$out"
 echo "nk_ready_at=$(now)"
 kubelet_state
 show_kubelet kubelet_at_ready
@@ -369,6 +410,23 @@ echo "nk_end_at=$(now)"
 echo "nk_rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")"
 echo "nk_alive_seconds=$(ps -o etimes= -p "$pid" | tr -d ' ')"
 echo "main_pid_end=$(systemctl show --property=MainPID --value "$NK")"
+
+# 10b. The unit's IP allow list: the metrics port answers on localhost (above)
+# but not to the outside namespace, another host as far as the filter can
+# tell, until the documented drop-in names its network; metrics.listen
+# already covers every address, so only the filter is in the way.
+scrape() { ip netns exec outside timeout 5 ./fakeimds get "http://$NODE_ADDR:${METRICS##*:}/healthz" >/dev/null 2>&1; }
+start=$(now)
+scrape
+echo "scrape_outside_exit=$?"
+echo "scrape_outside_seconds=$(elapsed "$start")"
+mkdir -p /etc/systemd/system/nodekeeper.service.d
+printf '[Service]\nIPAddressAllow=%s/24\n' "${OUTSIDE_ADDR%.*}.0" >/etc/systemd/system/nodekeeper.service.d/50-scrape.conf
+systemctl daemon-reload || problem "daemon-reload with the scrape drop-in"
+systemctl restart "$NK" || problem "restart $NK with the scrape drop-in"
+wait_until scrape_dropin 20 scrape
+./fakeimds get "http://$METRICS/healthz" >/dev/null 2>&1
+echo "scrape_local_dropin_exit=$?"
 
 # 11. Removal: the daemon stops, kubelet's pin goes, the conffile stays.
 dpkg -L nodekeeper >"$OUT/dpkg-L.txt"
@@ -600,7 +658,8 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	if res == nil {
 		t.Fatal(err)
 	}
-	o, journal, own := guestRun(t, res, err, "install.log", "dpkg-remove.log", "check-all.txt", "fakeimds.log", "nodekeeper-status.txt")
+	o, journal, own := guestRun(t, res, err, "install.log", "dpkg-remove.log", "check-all.txt", "fakeimds.log", "nodekeeper-status.txt",
+		"security.txt")
 
 	// The install step and the start.
 	o.want(t, "nproc", "4", "install_exit", "0", "after_install_enabled", "enabled", "after_install_active", "inactive",
@@ -634,6 +693,26 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	}
 	if !strings.HasPrefix(show["StatusText"], "IRQ spread ok") {
 		t.Errorf("StatusText=%q, want the IRQ spread ok", show["StatusText"])
+	}
+
+	// The sandbox as it ran (cgroup v2): no capability at all, of /sys only
+	// the node's compact file writable, the exposure within bounds; the
+	// metrics port answers localhost, not another host until the documented
+	// drop-in allows its network.
+	o.want(t, "nk_capeff", "0000000000000000", "nk_capbnd", "0000000000000000",
+		"generated_dropins", "50-node-compact.conf ",
+		"generated_compact", "ReadWritePaths=-/sys/devices/system/node/node0/compact",
+		"sandbox_compact_exit", "0", "sandbox_compact_err", "",
+		"scrape_dropin_ok", "1", "scrape_local_dropin_exit", "0")
+	if o.one(t, "sandbox_nr_hugepages_exit") == "0" || !strings.Contains(o.one(t, "sandbox_nr_hugepages_err"), "Read-only file system") {
+		t.Errorf("in the daemon's mount namespace nr_hugepages: exit %s %q, want a Read-only file system error",
+			o.one(t, "sandbox_nr_hugepages_exit"), o.one(t, "sandbox_nr_hugepages_err"))
+	}
+	if x := o.float(t, "security_exposure"); x <= 0 || x > 2.5 {
+		t.Errorf("systemd-analyze security nodekeeper.service in the guest: %v, want at most 2.5\n%s", x, res.Files["security.txt"])
+	}
+	if o.one(t, "scrape_outside_exit") == "0" {
+		t.Errorf("the metrics port answered %s from %s, an address the unit's IPAddressAllow= does not name", e2eNodeAddr, e2eOutsideAddr)
 	}
 
 	// The journal: every kind of entry the scenario must produce.
@@ -862,9 +941,11 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	span := o.float(t, "nk_end_at") - o.float(t, "nk_ready_at")
 	t.Logf("numbers (TCG guest: CPU costs are many times a real node's): VM boot %.1f s (guest uptime %.1f s at the payload), "+
 		"install.sh %.1f s, systemctl start → READY=1 %.2f s; compaction at start %s; resume → verified %s; "+
+		"exposure %s; scrape from outside refused (exit %s after %s s), allowed by the drop-in after %s s; "+
 		"daemon CPU %.2f s in %s s alive (%.2f s to READY=1, then %.2f s in %.0f s: %.1f %% of a CPU), VmRSS %d KiB; "+
 		"NIC IRQs placed on %s → skewed onto %s → repaired onto %s; kubelet on %s; VM gone after %.1f s",
 		res.BootSeconds, res.GuestUptime, o.float(t, "install_seconds"), o.float(t, "start_seconds"), compaction, resumeToVerified,
+		o.one(t, "security_exposure"), o.one(t, "scrape_outside_exit"), o.one(t, "scrape_outside_seconds"), o.one(t, "scrape_dropin_seconds"),
 		cpuEnd, o.one(t, "nk_alive_seconds"), cpuReady, cpuEnd-cpuReady, span, 100*(cpuEnd-cpuReady)/span,
 		int(o.float(t, "nk_rss_kib")), placed, skewed, irqEnd, kube, res.Duration.Seconds())
 }

@@ -11,7 +11,9 @@ package packaging_test
 // main process into it, which the unit allows only through
 // CapabilityBoundingSet=CAP_SYS_NICE CAP_DAC_OVERRIDE (the move; the mkdir and
 // rmdir in the hierarchy's root, a directory of mode 0555) and
-// ReadWritePaths=-/sys/fs/cgroup/cpuset.
+// ReadWritePaths=-/sys/fs/cgroup/cpuset, which the package's generator
+// (systemd/nodekeeper-generator) adds on v1 hosts only; the v2 end-to-end
+// test sees no capability at all.
 //
 // The .deb is installed by image/scripts/install.sh with a static pin on CPUs
 // 2-3 and everything else off; the daemon is started; kubelet's process must
@@ -174,6 +176,13 @@ start=$(now)
 systemctl start "$NK" || fatal "systemctl start $NK"
 echo "start_seconds=$(elapsed "$start")"
 echo "active_after_start=$(systemctl is-active "$NK")"
+# The sandbox on this v1 host: the generator's drop-in granted the two
+# capabilities of the v1 pin.
+pid=$(systemctl show --property=MainPID --value "$NK")
+echo "nk_capeff=$(awk '/^CapEff:/ { print $2 }' "/proc/$pid/status")"
+echo "generated_dropins=$(ls /run/systemd/generator/nodekeeper.service.d 2>/dev/null | tr '\n' ' ')"
+systemd-analyze security --no-pager "$NK" >"$OUT/security.txt" 2>&1
+echo "security_exposure=$(awk '/Overall exposure level/ { print $(NF-2) }' "$OUT/security.txt")"
 kubelet_state
 show_kubelet at_ready
 wait_until pinned 30 pinned || problem "kubelet not pinned by the v1 cpuset: proc=$proc in_cgroup=$incg"
@@ -280,6 +289,13 @@ func TestVMPackageCgroupV1Pin(t *testing.T) {
 		t.Logf("note: when systemctl start returned, kubelet ran on %q (in cgroup %s)", o.one(t, "at_ready_proc"), o.one(t, "at_ready_in_cgroup"))
 	}
 
+	// Only here, on cgroup v1, the generator grants CAP_DAC_OVERRIDE (bit 1)
+	// and CAP_SYS_NICE (bit 23), and the exposure stays within bounds.
+	o.want(t, "nk_capeff", "0000000000800002", "generated_dropins", "50-cgroup-v1.conf 50-node-compact.conf ")
+	if x := o.float(t, "security_exposure"); x <= 0 || x > 2.5 {
+		t.Errorf("systemd-analyze security nodekeeper.service in the v1 guest: %v, want at most 2.5\n%s", x, res.Files["security.txt"])
+	}
+
 	// The restart of kubelet is followed.
 	o.want(t, "newpid_ok", "1", "repinned_ok", "1", "restarted_proc", v1KubeletCPUs, "restarted_in_cgroup", "1",
 		"nk_active_end", "active", "nk_restarts", "0")
@@ -328,9 +344,9 @@ func TestVMPackageCgroupV1Pin(t *testing.T) {
 	}
 
 	t.Logf("numbers (TCG guest): VM boot %.1f s (guest uptime %.1f s at the payload); systemd %s, kernel %s; "+
-		"install.sh %.1f s; systemctl start → READY=1 %.2f s (kubelet then on %s); READY=1 → pin seen by the poll %.2f s; "+
+		"exposure %s with the v1 drop-in; install.sh %.1f s; systemctl start → READY=1 %.2f s (kubelet then on %s); READY=1 → pin seen by the poll %.2f s; "+
 		"kubelet restart → new process re-pinned %.2f s (pid %s → %s); dpkg --remove %.2f s; %d journal entries of the daemon; VM gone after %.1f s",
-		res.BootSeconds, res.GuestUptime, o.one(t, "systemd_version"), o.one(t, "kernel"),
+		res.BootSeconds, res.GuestUptime, o.one(t, "systemd_version"), o.one(t, "kernel"), o.one(t, "security_exposure"),
 		o.float(t, "install_seconds"), o.float(t, "start_seconds"), o.one(t, "at_ready_proc"), o.float(t, "pinned_seconds"),
 		o.float(t, "restart_to_repinned_seconds"), o.one(t, "pinned_pid"), o.one(t, "restarted_pid"),
 		o.float(t, "remove_seconds"), len(own), res.Duration.Seconds())
