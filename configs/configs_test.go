@@ -21,7 +21,12 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/compaction"
+	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/kubelet"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
 )
 
@@ -37,12 +42,12 @@ const (
 
 // checkNames are the names `nodekeeper check <name>` takes, one per check of
 // the contract.
-var checkNames = []string{metrics.CheckIRQ, metrics.CheckKubelet, metrics.CheckCompaction, metrics.CheckSoftirq}
+var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName)}
 
 // labelValues are the contract's enumerations, for the labels that have one.
 var labelValues = map[string][]string{
 	"check":  checkNames,
-	"status": {metrics.StatusOK, metrics.StatusProblem, metrics.StatusUnknown},
+	"status": {string(check.OK), string(check.Problem), string(check.Unknown)},
 	"action": {metrics.ActionIrqbalanceRestart, metrics.ActionIrqbalanceSighup, metrics.ActionIRQSpread,
 		metrics.ActionKubeletPin, metrics.ActionKubeletUnpin, metrics.ActionCompaction},
 	"result": {metrics.ResultSuccess, metrics.ResultFailure, metrics.ResultVerifyTimeout,
@@ -378,8 +383,9 @@ func exportedSeries(t *testing.T) map[string]series {
 	m.EnableIMDS()
 	m.SetIMDSUp(true)
 	for _, c := range checkNames {
-		m.SetCheckStatus(c, metrics.StatusOK)
-		m.ObserveCheckDuration(c, time.Millisecond)
+		m.DeclareCheck(check.Name(c))
+		m.SetCheckStatus(check.Name(c), check.OK)
+		m.ObserveCheckDuration(check.Name(c), time.Millisecond)
 	}
 	m.SetNICIRQs([]metrics.NICIRQ{{Interface: "eth0", Queue: "comp0", IRQ: 24, CPU: 0}})
 	m.SetVMBusChannels([]metrics.VMBusChannel{{Interface: "eth0", Channel: "0", CPU: 0}})

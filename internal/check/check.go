@@ -6,6 +6,12 @@ package check
 
 import "unicode/utf8"
 
+// Name names a check: its `nodekeeper check NAME` argument, its key in the
+// state file and its check label in metrics. Each check's package declares
+// its own (irq.Name, compaction.CheckName…); a plain string does not
+// convert silently, so a wrong label does not compile.
+type Name string
+
 // Status is a check's verdict.
 type Status string
 
@@ -30,7 +36,7 @@ func (s Status) ExitCode() int {
 // Verdict is the part of every check's JSON object that the contract fixes.
 // Check-specific reports embed it, so its fields sit at the top level.
 type Verdict struct {
-	Check   string `json:"check"`
+	Check   Name   `json:"check"`
 	Status  Status `json:"status"`
 	Message string `json:"message"`
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/kubelet"
+	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 )
 
@@ -44,14 +45,14 @@ type plainVerdict check.Verdict
 
 // checks are the checks `check all` runs, in order.
 var checks = []struct {
-	name string
+	name check.Name
 	run  checkFunc
 }{
 	{irq.Name, checkIRQ},
 	{kubelet.Name, checkKubelet},
 	{compaction.CheckName, checkCompaction},
 	{symptoms.CheckName, checkSoftirq},
-	{"snat", func(ctx context.Context, e checkEnv) reporter { return checkSNAT(ctx, e.h, e.cfg, e.window) }}, // snat.CheckName
+	{snat.CheckName, func(ctx context.Context, e checkEnv) reporter { return checkSNAT(ctx, e.h, e.cfg, e.window) }},
 }
 
 func checkIRQ(ctx context.Context, e checkEnv) reporter {
@@ -73,11 +74,11 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return 2
 	}
-	name := "all"
+	name := check.Name("all")
 	if len(pos) > 0 {
-		name = pos[0]
+		name = check.Name(pos[0])
 	}
-	names := []string{"all"}
+	names := []check.Name{"all"}
 	for _, c := range checks {
 		names = append(names, c.name)
 	}
@@ -119,7 +120,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 			v := r.verdict()
 			statuses = append(statuses, v.Status)
 			if v.Status != check.OK && firstBad == "" {
-				firstBad = v.Check + ": " + v.Message
+				firstBad = string(v.Check) + ": " + v.Message
 			}
 		}
 		all.Status = check.Combine(statuses...)

@@ -32,7 +32,7 @@ func (r kubeletReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.Rep
 // freshReport returns the daemon's last report of a check when it is fresh.
 // A state file that cannot be read is no fresh result: the check is made
 // live instead.
-func freshReport(e checkEnv, name string) (json.RawMessage, check.Verdict, bool) {
+func freshReport(e checkEnv, name check.Name) (json.RawMessage, check.Verdict, bool) {
 	st, err := state.Read(e.h.Root(state.RelPath))
 	if err != nil || st == nil {
 		return nil, check.Verdict{}, false

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
@@ -194,7 +195,7 @@ func TestCheckAndStatusDecideAsTheDaemon(t *testing.T) {
 	}
 }
 
-func reportOf(t *testing.T, st *state.State, name string) map[string]any {
+func reportOf(t *testing.T, st *state.State, name check.Name) map[string]any {
 	var m map[string]any
 	if c, ok := st.Checks[name]; ok && len(c.Report) > 0 {
 		if err := json.Unmarshal(c.Report, &m); err != nil {

@@ -59,7 +59,7 @@ func runTop(ctx context.Context, args []string, env Env) int {
 	limit := fs.Int("limit", snat.DefaultLimit, "rows shown")
 	interval := fs.Duration("interval", 2*time.Second, "redraw interval on a terminal")
 	pos, err := parse(fs, args)
-	if err != nil || len(pos) > 1 || (len(pos) == 1 && pos[0] != snat.CheckName) ||
+	if err != nil || len(pos) > 1 || (len(pos) == 1 && check.Name(pos[0]) != snat.CheckName) ||
 		(*by != "pod" && *by != "destination") || (*output != "text" && *output != "json") ||
 		*limit <= 0 || *interval <= 0 {
 		fmt.Fprintln(env.Stderr, topUsage)

@@ -10,7 +10,7 @@ import (
 )
 
 // CheckName is the compaction check's name.
-const CheckName = "compaction"
+const CheckName check.Name = "compaction"
 
 // Report is the compaction check's answer: the verdict, the nodes that make
 // it a problem and every node's indices.

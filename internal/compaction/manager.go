@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodekeeper/nodekeeper/internal/clock"
+	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 )
 
@@ -76,19 +77,13 @@ type Config struct {
 	DryRun                 bool          `json:"dry_run"`
 }
 
-// DefaultConfig is the documented default.
-func DefaultConfig() Config {
-	return Config{
-		Mode:                   ModeFragmentation,
-		CheckInterval:          10 * time.Minute,
-		Order:                  3,
-		UnusableIndexThreshold: 0.8,
-		SafetyInterval:         3 * time.Hour,
-		MinInterval:            30 * time.Minute,
-	}
-}
+// DefaultConfig is the documented default: the configuration package's,
+// mapped by ConfigFrom.
+func DefaultConfig() Config { return ConfigFrom(config.Default(), false) }
 
-// Validate reports the first invalid field.
+// Validate reports the first invalid field. The bounds are the configuration
+// package's (config.CompactionMinOrder…), so a value the configuration file
+// accepts is one the manager accepts and the other way round.
 func (c Config) Validate() error {
 	switch c.Mode {
 	case ModeFragmentation, ModePeriodic, ModeOff:
@@ -96,16 +91,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("mode: %q is not fragmentation, periodic or off", c.Mode)
 	}
 	switch {
-	case c.CheckInterval <= 0:
-		return errors.New("checkInterval: must be positive")
-	case c.Order < 0 || c.Order >= MaxOrders:
-		return fmt.Errorf("order: %d is outside 0-%d", c.Order, MaxOrders-1)
+	case c.CheckInterval < config.CompactionMinCheckInterval:
+		return fmt.Errorf("checkInterval: must be at least %v", config.CompactionMinCheckInterval)
+	case c.Order < config.CompactionMinOrder || c.Order > config.CompactionMaxOrder:
+		return fmt.Errorf("order: %d is outside %d-%d", c.Order, config.CompactionMinOrder, config.CompactionMaxOrder)
 	case !(c.UnusableIndexThreshold >= 0 && c.UnusableIndexThreshold <= 1):
 		return fmt.Errorf("unusableIndexThreshold: %v is outside 0-1", c.UnusableIndexThreshold)
-	case c.SafetyInterval <= 0:
-		return errors.New("safetyInterval: must be positive")
-	case c.MinInterval < 0:
-		return errors.New("minInterval: must not be negative")
+	case c.SafetyInterval < config.CompactionMinSafetyInterval:
+		return fmt.Errorf("safetyInterval: must be at least %v", config.CompactionMinSafetyInterval)
+	case c.MinInterval < config.CompactionMinMinInterval:
+		return fmt.Errorf("minInterval: must be at least %v", config.CompactionMinMinInterval)
 	}
 	return nil
 }
@@ -480,7 +475,9 @@ func (m *Manager) Start(ctx context.Context, ds []Decision) (results <-chan Resu
 		// The thread is not unlocked: it ends with the goroutine, and its
 		// lowered priority with it.
 		runtime.LockOSThread()
-		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), compactionNice)
+		if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), compactionNice); err != nil {
+			m.log.Warn("compaction runs at normal priority: cannot lower its thread's", "nice", compactionNice, "err", err)
+		}
 		defer func() {
 			m.mu.Lock()
 			m.running = false

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/clock"
+	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 )
 
@@ -567,7 +568,9 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.Mode = "sometimes" },
 		func(c *Config) { c.CheckInterval = 0 },
 		func(c *Config) { c.Order = -1 },
-		func(c *Config) { c.Order = MaxOrders },
+		func(c *Config) { c.Order = config.CompactionMaxOrder + 1 },
+		func(c *Config) { c.MinInterval = 0 },
+		func(c *Config) { c.CheckInterval = time.Millisecond },
 		func(c *Config) { c.UnusableIndexThreshold = 1.5 },
 		func(c *Config) { c.SafetyInterval = 0 },
 		func(c *Config) { c.MinInterval = -time.Second },

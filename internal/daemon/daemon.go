@@ -7,7 +7,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,8 +29,8 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
-	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
+	"github.com/nodekeeper/nodekeeper/internal/watch"
 )
 
 // Notifier is the daemon's side of sd_notify.
@@ -106,10 +105,12 @@ type Daemon struct {
 	// its outcome.
 	waiting  []pending
 	kube     kubeletState
-	w        watchers
-	rep      *irq.Report       // the latest IRQ report (main loop only)
-	errs     map[string]string // the last error logged per component (main loop only)
-	stateErr string            // the last state file write error (guarded by mu)
+	reg      registry                        // the periodic watchers (package watch)
+	sym      symptomSource                   // the symptom watch, as the kubelet pin reads it; nil when off
+	extra    []func(watch.Env) watch.Watcher // more watchers, for tests of the registry
+	rep      *irq.Report                     // the latest IRQ report (main loop only)
+	errs     map[metrics.Component]string    // the last error logged per component (main loop only)
+	stateErr string                          // the last state file write error (guarded by mu)
 }
 
 type pending struct {
@@ -138,13 +139,15 @@ func New(deps Deps) *Daemon {
 		deps.ReloadTimeout = 10 * time.Second
 	}
 	d := &Daemon{d: deps, cfg: deps.Config, log: deps.Log, done: make(chan repairResult, 4)}
+	deps.Metrics.DeclareCheck(irq.Name) // the watchers' checks are declared as they are registered
+	deps.Metrics.DeclareCheck(kubelet.Name)
 	d.checker = d.newChecker()
 	d.gate = policy.NewGate(d.limits())
 	d.kube.gate = policy.NewGate(policy.Limits{MaxPerHour: 12, BackoffBase: time.Minute, BackoffMax: 30 * time.Minute})
 	d.kube.mode = kubelet.DetectMode(deps.FS)
 	now := deps.Clock.Now()
 	d.st = &state.State{Version: buildinfo.String(), PID: os.Getpid(), Started: now, DryRun: d.dryRun(),
-		Checks: map[string]state.Check{}}
+		Checks: map[check.Name]state.Check{}}
 	if deps.StatePath != "" {
 		if old, err := state.Read(deps.StatePath); err == nil && old != nil {
 			d.checker.SeedVFSeen(old.VFSeen) // VF history survives a daemon restart
@@ -162,15 +165,7 @@ func (d *Daemon) limits() policy.Limits {
 }
 
 func (d *Daemon) newChecker() *irq.Checker {
-	return irq.NewChecker(d.d.FS, d.d.Links, irqOptions(d.cfg), d.d.Clock.Now)
-}
-
-func irqOptions(cfg config.Config) irq.Options {
-	return irq.Options{
-		Filter:         irq.Filter{Include: cfg.IRQ.Interfaces.Include, Exclude: cfg.IRQ.Interfaces.Exclude},
-		MinSpreadRatio: cfg.IRQ.MinSpreadRatio,
-		VFMissingAfter: cfg.IRQ.VFMissingAfter,
-	}
+	return irq.NewChecker(d.d.FS, d.d.Links, irq.OptionsFrom(d.cfg), d.d.Clock.Now)
 }
 
 // Run runs until ctx ends. reload delivers SIGHUPs. It returns nil on a clean
@@ -193,11 +188,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	d.startWatchers()
 	d.readReserved()
-	d.tickSymptoms(ctx) // the first sample: rates come with the next tick
+	d.startTicking(ctx) // every watcher's first tick (the symptoms' first sample), then one per interval
+	defer d.stopTicking()
 	d.runCheck(ctx, pending{reason: "start"})
-	d.ready = true
-	_ = d.d.Notifier.Ready()
-	d.log.Info("nodekeeper started", "version", buildinfo.String(), "dry_run", d.dryRun())
 
 	clk := d.d.Clock
 	ticker := clk.NewTicker(d.cfg.IRQ.CheckInterval)
@@ -208,11 +201,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		defer wd.Stop()
 		wdC = wd.C()
 	}
-	symTick := clk.NewTicker(symptoms.TickInterval(d.cfg.Symptoms.Window))
-	defer symTick.Stop()
-	compTick := clk.NewTicker(d.cfg.Compaction.CheckInterval)
-	defer compTick.Stop()
-	d.checkCompaction(ctx)
+	d.ready = true
+	d.notified(d.d.Notifier.Ready())
+	d.log.Info("nodekeeper started", "version", buildinfo.String(), "dry_run", d.dryRun())
 	settle := clk.NewTimer(time.Hour)
 	settle.Stop()
 	var reloading <-chan reloadResult
@@ -254,16 +245,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.paused(r)
 		case <-d.d.FreezeChanged:
 			d.freezeChanged()
-		case <-symTick.C():
-			d.tickSymptoms(ctx)
-		case <-compTick.C():
-			d.checkCompaction(ctx)
-		case r, ok := <-d.w.results:
-			if !ok {
-				d.w.results = nil
-				continue
-			}
-			d.compacted(r)
+		case e := <-d.reg.due:
+			d.tick(ctx, e)
+		case p := <-d.reg.posts:
+			d.recordWatch(ctx, p.e, p.f(clk.Now()))
 		case <-reload:
 			if reloading == nil {
 				reloading = d.startReload()
@@ -275,8 +260,6 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			old := d.cfg
 			if d.reload(res) {
 				resetIfChanged(ticker, old.IRQ.CheckInterval, d.cfg.IRQ.CheckInterval)
-				resetIfChanged(symTick, symptoms.TickInterval(old.Symptoms.Window), symptoms.TickInterval(d.cfg.Symptoms.Window))
-				resetIfChanged(compTick, old.Compaction.CheckInterval, d.cfg.Compaction.CheckInterval)
 			}
 		case <-timerC(reloadDeadline):
 			if reloading != nil {
@@ -287,7 +270,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case r := <-d.done:
 			d.finishRepair(r)
 		case <-wdC:
-			_ = d.d.Notifier.Watchdog() // the loop got here: it makes progress
+			d.notified(d.d.Notifier.Watchdog()) // the loop got here: it makes progress
 		case <-dialRetry:
 			dialRetry = nil
 			if changes = d.connectUnits(ctx); d.units == nil {
@@ -316,7 +299,7 @@ func (d *Daemon) schedule(p pending) {
 }
 
 func (d *Daemon) shutdown(srv *metrics.Server) error {
-	_ = d.d.Notifier.Stopping()
+	d.notified(d.d.Notifier.Stopping())
 	d.log.Info("stopping")
 	waited := make(chan struct{})
 	go func() { d.wg.Wait(); close(waited) }()
@@ -326,7 +309,9 @@ func (d *Daemon) shutdown(srv *metrics.Server) error {
 		d.log.Warn("a repair was still running at shutdown; leaving it")
 	}
 	if srv != nil {
-		_ = srv.Wait()
+		if err := srv.Wait(); err != nil {
+			d.log.Warn("the metrics listener ended with an error", "err", err)
+		}
 	}
 	d.writeState()
 	return nil
@@ -469,16 +454,7 @@ func (d *Daemon) reload(res reloadResult) bool {
 	d.checker.SeedVFSeen(seen)
 	d.gate.SetLimits(d.limits())
 	d.readReserved()
-	if d.w.sym != nil {
-		if err := d.w.sym.SetConfig(symptomsConfig(cfg)); err != nil {
-			d.errorOnce(metrics.ComponentReload, "symptom watchers keep their settings: "+err.Error())
-		}
-	}
-	if d.w.comp != nil {
-		if err := d.w.comp.SetConfig(compactionConfig(cfg, d.dryRun())); err != nil {
-			d.errorOnce(metrics.ComponentReload, "compaction keeps its settings: "+err.Error())
-		}
-	}
+	d.reconfigureWatchers(cfg)
 	d.log.Info("configuration reloaded", "file", d.d.ConfigFile, "dry_run", d.dryRun())
 	return true
 }
@@ -559,7 +535,7 @@ func firstProblem(rep *irq.Report) string {
 // record puts a report into metrics and the state file.
 func (d *Daemon) record(rep *irq.Report) {
 	m := d.d.Metrics
-	m.SetCheckStatus(irq.Name, string(rep.Status))
+	m.SetCheckStatus(irq.Name, rep.Status)
 	if rep.Status != check.Unknown {
 		irqs := make([]metrics.NICIRQ, 0, len(rep.NICIRQs))
 		for _, q := range rep.NICIRQs {
@@ -572,13 +548,9 @@ func (d *Daemon) record(rep *irq.Report) {
 		}
 		m.SetVMBusChannels(chans)
 	}
-	raw, _ := json.Marshal(rep)
-	d.mu.Lock()
-	d.st.Checks[irq.Name] = state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
-		Status: string(rep.Status), Message: rep.Message, Report: raw}
-	d.st.VFSeen = d.checker.VFSeen()
-	d.mu.Unlock()
-	d.writeState()
+	vf := d.checker.VFSeen()
+	d.storeCheck(irq.Name, state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
+		Status: string(rep.Status), Message: rep.Message}, rep, func(st *state.State) { st.VFSeen = vf })
 }
 
 func (d *Daemon) writeState() {
@@ -622,5 +594,5 @@ func (d *Daemon) status() {
 	if d.dryRun() {
 		s += " (dry run)"
 	}
-	_ = d.d.Notifier.Status(s)
+	d.notified(d.d.Notifier.Status(s))
 }

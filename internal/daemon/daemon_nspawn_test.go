@@ -91,7 +91,7 @@ func TestNspawnDaemon(t *testing.T) {
 		verifiedAt, rep := n.waitSpread(t, verifyTimeout)
 		got, next := n.waitJournal(t, from, verifyTimeout,
 			entry{what: "problem detected", msgID: logging.MsgIRQSpreadProblem,
-				fields: map[string]string{"CHECK": irq.Name, "INTERFACE": n.iface, "CPUS": "0", "TRIGGER": "start"}},
+				fields: map[string]string{"CHECK": string(irq.Name), "INTERFACE": n.iface, "CPUS": "0", "TRIGGER": "start"}},
 			entry{what: "repair started", msgID: logging.MsgRepairStarted,
 				fields: map[string]string{"ACTION": "irqbalance_restart", "INTERFACE": n.iface}},
 			entry{what: "irqbalance restarted", msg: "irqbalance restarted",

@@ -186,7 +186,7 @@ func (n *node) freezeResume(t *testing.T, fake *imdstest.Server, v freezeVariant
 	spreadAt, rep := n.waitSpread(t, settleDelay+verifyTimeout)
 	seq := []entry{
 		{what: "check after the resume", msgID: logging.MsgIRQSpreadProblem,
-			fields: map[string]string{"CHECK": irq.Name, "INTERFACE": n.iface, "TRIGGER": "vm pause (clock)"}},
+			fields: map[string]string{"CHECK": string(irq.Name), "INTERFACE": n.iface, "TRIGGER": "vm pause (clock)"}},
 		{what: "repair started", msgID: logging.MsgRepairStarted,
 			fields: map[string]string{"ACTION": v.action, "TRIGGER": "vm pause (clock)"}},
 		{what: "repair succeeded", msgID: logging.MsgRepairSucceeded,

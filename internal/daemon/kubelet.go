@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 )
 
 // kubeletState is the daemon's view of kubelet's pin (main loop only).
@@ -53,7 +53,7 @@ func (d *Daemon) pinner() *kubelet.Pinner {
 // reads /proc/softirqs every tick: its rates over the window are used when it
 // has them, and /proc/softirqs is read here only when it has none.
 func (d *Daemon) sampleNetRx() {
-	if rates := kubelet.NetRxRates(d.w.snap); rates != nil {
+	if rates := kubelet.NetRxRates(d.snapshot()); rates != nil {
 		d.kube.rates, d.kube.netrx = rates, nil
 		return
 	}
@@ -99,12 +99,12 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 		return
 	}
 	d.sampleNetRx()
-	if d.w.sym != nil && pin.Unit.MainPID != 0 {
-		d.w.sym.SetKubeletPID(int(pin.Unit.MainPID))
+	if d.sym != nil && pin.Unit.MainPID != 0 {
+		d.sym.SetKubeletPID(int(pin.Unit.MainPID))
 	}
 	// CPUs drowning in softirq work count as net_rx CPUs: kubelet leaves them at once.
 	dec, err := kubelet.Decide(cfg, kubelet.Inputs{Online: rep.Online, Isolated: d.isolated(), IRQCPUs: rep.CPUsUsed,
-		Saturated: d.w.snap.Saturated, NetRx: d.kube.rates, Reserved: d.kube.reserved})
+		Saturated: d.snapshot().Saturated, NetRx: d.kube.rates, Reserved: d.kube.reserved})
 	if err != nil {
 		d.kubeletWhy("cannot pin kubelet: " + err.Error())
 		return
@@ -231,18 +231,14 @@ func (d *Daemon) recordKubelet(dec kubelet.Decision, pin kubelet.Pin) {
 	d.d.Metrics.SetKubeletAllowedCPUs(d.kube.applied.Len())
 	d.d.Metrics.SetKubeletNetRxOverlapCPUs(pin.Running().Intersect(c.NetRx).Len())
 	rep := dec.Judge(pin, d.kube.mode)
-	raw, err := json.Marshal(rep)
-	if err != nil {
-		d.errorOnce(metrics.ComponentKubelet, "cannot record kubelet's check in the state file: "+err.Error())
-	}
-	d.d.Metrics.SetCheckStatus(kubelet.Name, string(rep.Status))
-	d.mu.Lock()
-	d.st.Kubelet = state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Stored: d.st.Kubelet.Stored, Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
+	d.d.Metrics.SetCheckStatus(kubelet.Name, rep.Status)
+	k := state.Kubelet{Pinned: !d.kube.applied.IsEmpty(), Unit: d.cfg.Kubelet.Unit, CPUs: d.kube.applied.List(),
 		NetRx: c.NetRx.List(), Mode: string(d.kube.mode), Time: d.kube.at, Reason: c.Reason, Disjoint: c.Disjoint}
-	d.st.Checks[kubelet.Name] = state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
-		Status: string(rep.Status), Message: rep.Message, Report: raw}
-	d.mu.Unlock()
-	d.writeState()
+	d.storeCheck(kubelet.Name, state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.IRQ.CheckInterval),
+		Status: string(rep.Status), Message: rep.Message}, rep, func(st *state.State) {
+		k.Stored = st.Kubelet.Stored
+		st.Kubelet = k
+	})
 	if rep.Status == check.Problem {
 		d.kubeletWhy("kubelet check: " + rep.Message)
 	}
@@ -303,4 +299,19 @@ func (d *Daemon) kubeletRestarted(ctx context.Context) {
 		return
 	}
 	d.log.Info("kubelet restarted: pin re-applied", "unit", d.cfg.Kubelet.Unit, "cpus", d.kube.applied.List(), "main_pid", pin.Unit.MainPID)
+}
+
+// symptomSource is what the kubelet pin takes from the symptom watch: its
+// NET_RX rates and saturated CPUs, and kubelet's main process to follow.
+type symptomSource interface {
+	Snapshot() symptoms.Snapshot
+	SetKubeletPID(pid int)
+}
+
+// snapshot is the symptom watch's latest snapshot (empty when it is off).
+func (d *Daemon) snapshot() symptoms.Snapshot {
+	if d.sym == nil {
+		return symptoms.Snapshot{}
+	}
+	return d.sym.Snapshot()
 }

@@ -116,9 +116,10 @@ func (d *Daemon) proposeRepair(ctx context.Context, rep *irq.Report, p pending) 
 	d.addAction(state.Action{Action: c.action, Result: "started", Detail: rep.Message, Trigger: p.reason})
 	d.status()
 	d.wg.Add(1)
+	cfg, units := d.cfg, d.units // the loop may reload or redial meanwhile
 	go func() {
 		defer d.wg.Done()
-		d.done <- d.repair(ctx, c.action, rep, p)
+		d.done <- d.repair(ctx, cfg, units, c.action, rep, p)
 	}()
 }
 
@@ -149,25 +150,26 @@ func describe(action string) string {
 }
 
 // repair performs the action and verifies the spread; it runs off the main
-// loop with its own checker.
-func (d *Daemon) repair(ctx context.Context, action string, rep *irq.Report, p pending) repairResult {
+// loop with its own checker, and with the configuration and D-Bus
+// connection of when it was decided (it must not read the loop's).
+func (d *Daemon) repair(ctx context.Context, cfg config.Config, units systemd.Units, action string, rep *irq.Report, p pending) repairResult {
 	clk := d.d.Clock
 	start := clk.Now()
 	res := repairResult{action: action, trigger: p}
-	err := d.perform(ctx, action, rep)
-	if errors.Is(err, systemd.ErrStartLimit) && d.cfg.IRQ.FallbackSpread {
+	err := d.perform(ctx, units, action, rep)
+	if errors.Is(err, systemd.ErrStartLimit) && cfg.IRQ.FallbackSpread {
 		// irqbalance is down now and will not be started again: spreading
 		// ourselves cannot fight it.
 		d.log.Warn("irqbalance.service hit systemd's start rate limit: spreading the IRQs ourselves", "action", action)
 		res.action = metrics.ActionIRQSpread
-		err = d.perform(ctx, metrics.ActionIRQSpread, rep)
+		err = d.perform(ctx, units, metrics.ActionIRQSpread, rep)
 	}
 	if err != nil {
 		res.result, res.detail, res.took = metrics.ResultFailure, err.Error(), clk.Now().Sub(start)
 		return res
 	}
-	verifier := irq.NewChecker(d.d.FS, d.d.Links, irqOptions(d.cfg), clk.Now)
-	deadline := start.Add(d.cfg.IRQ.VerifyTimeout)
+	verifier := irq.NewChecker(d.d.FS, d.d.Links, irq.OptionsFrom(cfg), clk.Now)
+	deadline := start.Add(cfg.IRQ.VerifyTimeout)
 	for {
 		v := verifier.Run(ctx)
 		res.report = v
@@ -186,19 +188,19 @@ func (d *Daemon) repair(ctx context.Context, action string, rep *irq.Report, p p
 	}
 }
 
-func (d *Daemon) perform(ctx context.Context, action string, rep *irq.Report) error {
+func (d *Daemon) perform(ctx context.Context, units systemd.Units, action string, rep *irq.Report) error {
 	switch action {
 	case metrics.ActionIrqbalanceRestart:
-		before, after, err := systemd.RestartVerified(ctx, d.units, irqbalance.Unit, "replace")
+		before, after, err := systemd.RestartVerified(ctx, units, irqbalance.Unit, "replace")
 		if err == nil {
 			d.log.Info("irqbalance restarted", "unit", irqbalance.Unit, "old_pid", before.MainPID, "new_pid", after.MainPID)
 		}
 		return err
 	case metrics.ActionIrqbalanceSighup:
-		if err := d.waitHandlesSIGHUP(ctx); err != nil {
+		if err := d.waitHandlesSIGHUP(ctx, units); err != nil {
 			return err
 		}
-		return d.units.Signal(ctx, irqbalance.Unit, syscall.SIGHUP)
+		return units.Signal(ctx, irqbalance.Unit, syscall.SIGHUP)
 	case metrics.ActionIRQSpread:
 		applied, err := irq.Apply(ctx, d.d.FS, rep.Plan, rep.Online)
 		for _, m := range applied.Managed {
@@ -217,10 +219,10 @@ func (d *Daemon) perform(ctx context.Context, action string, rep *irq.Report) er
 // installed its SIGHUP handler: systemd reports a start as done as soon as it
 // forked, and a SIGHUP before the handler exists kills irqbalance — which
 // systemd then records as a clean exit and does not restart.
-func (d *Daemon) waitHandlesSIGHUP(ctx context.Context) error {
+func (d *Daemon) waitHandlesSIGHUP(ctx context.Context, units systemd.Units) error {
 	deadline := d.d.Clock.Now().Add(5 * time.Second)
 	for {
-		st, err := d.units.Unit(ctx, irqbalance.Unit)
+		st, err := units.Unit(ctx, irqbalance.Unit)
 		if err != nil {
 			return err
 		}

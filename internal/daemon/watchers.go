@@ -3,212 +3,206 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"sync/atomic"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
-	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
+	"github.com/nodekeeper/nodekeeper/internal/watch"
 )
 
-// watchers are the symptom watcher and the compaction manager (main loop
-// only, except saturated, which the compaction goroutine reads).
-type watchers struct {
-	sym       *symptoms.Watcher
-	snap      symptoms.Snapshot
-	saturated atomic.Bool
-	explosion bool
-	kubeHigh  bool
-
-	written time.Time // when a softirq result last went to the state file
-
-	comp    *compaction.Manager
-	results <-chan compaction.Result
-	skipLog map[string]bool
+// registry runs the periodic watchers (package watch): one ticker each, a
+// tick when it fires, a reload applied to each, every report recorded by
+// record. Main loop only, except the goroutines that forward ticks and
+// posted results into due and posts.
+type registry struct {
+	entries []*entry
+	due     chan *entry
+	posts   chan post
 }
 
-func symptomsConfig(cfg config.Config) symptoms.Config {
-	return symptoms.Config{SoftirqBusyThreshold: cfg.Symptoms.SoftirqBusyThreshold, Window: cfg.Symptoms.Window,
-		SqueezePerSecond: cfg.Symptoms.SqueezePerSecond, CgroupWarn: uint64(cfg.Symptoms.CgroupWarn),
-		KubeletSystemCPUWarn: cfg.Symptoms.KubeletSystemCPUWarn}
+type entry struct {
+	w         watch.Watcher
+	component metrics.Component
+	interval  time.Duration
+	ticker    clock.Ticker
+	status    check.Status // last recorded
+	written   time.Time    // when the report last went to the state file
 }
 
-func compactionConfig(cfg config.Config, dryRun bool) compaction.Config {
-	return compaction.Config{Mode: compaction.Mode(cfg.Compaction.Mode), CheckInterval: cfg.Compaction.CheckInterval,
-		Order: cfg.Compaction.Order, UnusableIndexThreshold: cfg.Compaction.UnusableIndexThreshold,
-		SafetyInterval: cfg.Compaction.SafetyInterval, MinInterval: cfg.Compaction.MinInterval, DryRun: dryRun}
+type post struct {
+	e *entry
+	f func(now time.Time) watch.Report
 }
 
-// startWatchers builds both; a failure disables that watcher, says why once,
-// and the daemon goes on.
+// startWatchers builds the watchers. One that cannot start (a bad setting, a
+// missing file) is left out with one line saying why; the daemon goes on.
+// The symptom watch is also kept typed: the kubelet pin reads its rates.
 func (d *Daemon) startWatchers() {
-	d.w.skipLog = map[string]bool{}
-	sym, err := symptoms.NewWatcher(d.d.FS, symptomsConfig(d.cfg), symptoms.Options{})
+	d.reg = registry{due: make(chan *entry), posts: make(chan post)}
+	e, env := d.newEntry()
+	sym, err := symptoms.NewWatch(env, d.cfg)
 	if err != nil {
 		d.log.Warn("symptom watchers off: "+err.Error(), "check", symptoms.CheckName)
+		sym = nil
 	} else {
-		d.w.sym = sym
+		d.sym = sym
+		d.register(e, sym)
 	}
-	comp, err := compaction.NewManager(d.d.FS, compactionConfig(d.cfg, d.dryRun()), compaction.Options{
-		Clock: d.d.Clock, Logger: d.log.With("component", "compaction"), Saturated: d.w.saturated.Load})
-	if err != nil {
+	var saturated func() bool
+	if sym != nil {
+		saturated = sym.Saturated
+	}
+	e, env = d.newEntry()
+	if comp, err := compaction.NewWatch(env, d.cfg, saturated); err != nil {
 		d.log.Warn("compaction off: "+err.Error(), "check", compaction.CheckName)
-		return
-	}
-	d.w.comp = comp
-}
-
-// tickSymptoms runs one watcher tick (a few cheap reads) and acts on it.
-func (d *Daemon) tickSymptoms(ctx context.Context) {
-	if d.w.sym == nil {
-		return
-	}
-	now := d.d.Clock.Now()
-	snap, err := d.w.sym.Tick(now)
-	if err != nil {
-		d.errorOnce(metrics.ComponentSymptoms, "symptom watchers cannot read the host: "+err.Error(), "check", symptoms.CheckName)
-		return
-	}
-	d.errorCleared(metrics.ComponentSymptoms)
-	was := d.w.snap.Active()
-	d.w.snap = snap
-	if !snap.Ready {
-		return
-	}
-	d.w.saturated.Store(snap.Active())
-	m := d.d.Metrics
-	m.SetSoftirqSaturatedCPUs(snap.Saturated.Len())
-	rep := snap.Report()
-	m.SetCheckStatus(symptoms.CheckName, string(rep.Status))
-	d.mu.Lock()
-	prev := d.st.Checks[symptoms.CheckName].Status
-	d.mu.Unlock()
-	// The state file is rewritten when the verdict changes, else at most every
-	// symptomsStateEvery: a tick is cheap, a file rewrite every tick is not.
-	changed := prev != string(rep.Status)
-	if changed || now.Sub(d.w.written) >= symptomsStateEvery {
-		d.w.written = now
-		raw, _ := json.Marshal(struct {
-			symptoms.Report
-			Snapshot symptoms.Snapshot `json:"snapshot"`
-		}{rep, snap})
-		d.mu.Lock()
-		d.st.Checks[symptoms.CheckName] = state.Check{Time: now, Interval: state.Duration(symptomsStateEvery),
-			Status: string(rep.Status), Message: rep.Message, Report: raw}
-		d.mu.Unlock()
-		defer d.writeState()
-	}
-	if snap.Cgroups.Explosion != d.w.explosion {
-		d.w.explosion = snap.Cgroups.Explosion
-		if snap.Cgroups.Explosion {
-			d.log.Warn(fmt.Sprintf("%d cgroups on this node (symptoms.cgroupWarn %d): kubelet's housekeeping grows with them",
-				snap.Cgroups.Count, d.cfg.Symptoms.CgroupWarn), logging.Msg(logging.MsgCgroupExplosion), "cgroups", snap.Cgroups.Count)
-		}
-	}
-	if snap.Kubelet.High != d.w.kubeHigh {
-		d.w.kubeHigh = snap.Kubelet.High
-		if snap.Kubelet.High {
-			d.log.Warn(fmt.Sprintf("kubelet spends %.0f%% of a CPU in the kernel", 100*snap.Kubelet.SystemShare),
-				logging.Msg(logging.MsgKubeletSystemCPU), "unit", d.cfg.Kubelet.Unit, "cpu_share", snap.Kubelet.SystemShare)
-		}
-	}
-	if snap.Active() && !was {
-		// A saturation is the symptom itself: check the IRQ spread and
-		// kubelet's CPUs now (the policy's cool-downs still apply).
-		d.log.Warn("softirq saturation: "+rep.Message, logging.Msg(logging.MsgSoftirqSaturated), "cpus", snap.Saturated.List())
-		d.runCheck(ctx, pending{reason: "softirq saturation"})
-	}
-}
-
-// symptomsStateEvery paces the softirq result in the state file; `check
-// softirq` takes it while it is younger than twice this.
-const symptomsStateEvery = 30 * time.Second
-
-// checkCompaction reads buddyinfo and starts the compactions the manager
-// decides, off the main loop.
-func (d *Daemon) checkCompaction(ctx context.Context) {
-	c := d.w.comp
-	if c == nil {
-		return
-	}
-	nodes, err := c.Read()
-	if err != nil {
-		d.errorOnce(metrics.ComponentCompaction, "cannot read memory fragmentation: "+err.Error(), "check", compaction.CheckName)
-		return
-	}
-	d.errorCleared(metrics.ComponentCompaction)
-	var idx []metrics.UnusableIndex
-	for _, n := range nodes {
-		for _, z := range n.Zones {
-			idx = append(idx, metrics.UnusableIndex{Node: n.Node, Zone: z.Zone, Index: z.Unusable})
-		}
-	}
-	d.d.Metrics.SetMemoryUnusableIndexes(idx)
-	decisions := c.Decide(d.d.Clock.Now(), nodes, d.w.saturated.Load())
-	for _, dec := range decisions {
-		if dec.Skip == compaction.SkipNone || dec.Skip == compaction.SkipBusy {
-			continue
-		}
-		key := fmt.Sprintf("%d/%s/%s", dec.Node, dec.Reason, dec.Skip)
-		if dec.Skip == compaction.SkipDryRun {
-			d.d.Metrics.IncRemediation(metrics.ActionCompaction, metrics.ResultSkippedDryRun)
-		}
-		if !d.w.skipLog[key] {
-			d.w.skipLog[key] = true
-			d.log.Info(fmt.Sprintf("not compacting node %d (%s, index %.2f): %s", dec.Node, dec.Reason, dec.Unusable, dec.Skip),
-				logging.Msg(logging.MsgRepairSkipped), "action", metrics.ActionCompaction, "node", dec.Node, "reason", string(dec.Skip))
-		}
-	}
-	if d.w.results == nil {
-		if ch, started := c.Start(ctx, decisions); started {
-			d.w.results = ch
-		}
-	}
-	d.recordCompaction()
-}
-
-// compacted records one compaction's result.
-func (d *Daemon) compacted(r compaction.Result) {
-	result := metrics.ResultSuccess
-	switch {
-	case errors.Is(r.Err, compaction.ErrDeferred):
-		d.log.Info(fmt.Sprintf("compaction of node %d deferred: %v", r.Node, r.Err), "node", r.Node)
-		return
-	case r.Err != nil:
-		result = metrics.ResultFailure
-	}
-	d.d.Metrics.ObserveCompaction(r.Node, string(r.Reason), result, r.Duration)
-	attrs := []any{logging.Msg(logging.MsgCompactionRan), "node", r.Node, "reason", string(r.Reason), "result", result,
-		"seconds", r.Duration.Seconds(), "index_before", r.IndexBefore, "index_after", r.IndexAfter}
-	for k, v := range r.VMStatDelta {
-		attrs = append(attrs, k, v)
-	}
-	msg := fmt.Sprintf("compacted node %d (%s) in %.0f ms: unusable index %.2f → %.2f",
-		r.Node, r.Reason, float64(r.Duration)/float64(time.Millisecond), r.IndexBefore, r.IndexAfter)
-	if r.Err != nil {
-		d.log.Error("compaction failed: "+r.Err.Error(), attrs...)
 	} else {
-		d.log.Info(msg, attrs...)
+		d.register(e, comp)
 	}
-	d.addAction(state.Action{Action: metrics.ActionCompaction, Result: result, Detail: msg, Seconds: r.Duration.Seconds()})
-	d.recordCompaction()
+	for _, build := range d.extra {
+		e, env = d.newEntry()
+		d.register(e, build(env))
+	}
 }
 
-func (d *Daemon) recordCompaction() {
-	rep := d.w.comp.Report()
-	d.d.Metrics.SetCheckStatus(compaction.CheckName, string(rep.Status))
-	raw, _ := json.Marshal(struct {
-		compaction.Report
-		State compaction.State `json:"state"`
-	}{rep, d.w.comp.State()})
+// newEntry is a registry entry for a watcher about to be built, and the
+// environment to build it with: its Post delivers to that entry.
+func (d *Daemon) newEntry() (*entry, watch.Env) {
+	e := &entry{}
+	return e, watch.Env{FS: d.d.FS, Clock: d.d.Clock, Log: d.log, Metrics: d.d.Metrics, DryRun: d.d.DryRun,
+		Post: d.postFor(e)}
+}
+
+// register adds the watcher w built for e, and declares its check and
+// component to metrics.
+func (d *Daemon) register(e *entry, w watch.Watcher) {
+	e.w, e.component = w, metrics.Component(w.Name())
+	d.d.Metrics.DeclareCheck(w.Check())
+	d.d.Metrics.DeclareComponent(e.component)
+	d.reg.entries = append(d.reg.entries, e)
+}
+
+// startTicking starts every watcher's ticker and ticks each once. The
+// forwarding goroutines end with ctx.
+func (d *Daemon) startTicking(ctx context.Context) {
+	for _, e := range d.reg.entries {
+		e.interval = e.w.Interval()
+		e.ticker = d.d.Clock.NewTicker(e.interval)
+		go forward(ctx, e, d.reg.due)
+		d.tick(ctx, e)
+	}
+}
+
+func (d *Daemon) stopTicking() {
+	for _, e := range d.reg.entries {
+		if e.ticker != nil {
+			e.ticker.Stop()
+		}
+	}
+}
+
+// forward sends e into due whenever its ticker fires.
+func forward(ctx context.Context, e *entry, due chan<- *entry) {
+	c := e.ticker.C()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c:
+		}
+		select {
+		case due <- e:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// tick runs one tick of e and records it.
+func (d *Daemon) tick(ctx context.Context, e *entry) {
+	if ctx.Err() != nil {
+		return
+	}
+	d.recordWatch(ctx, e, e.w.Tick(ctx, d.d.Clock.Now()))
+}
+
+// postFor is the Env.Post of the watcher in e.
+func (d *Daemon) postFor(e *entry) func(context.Context, func(time.Time) watch.Report) bool {
+	return func(ctx context.Context, f func(time.Time) watch.Report) bool {
+		select {
+		case d.reg.posts <- post{e, f}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// recordWatch is the one place a watcher's report reaches the daemon's
+// outputs: errors logged once per reason and counted, the verdict into the
+// check status metric and (paced) the state file, actions into the history,
+// and a trigger into an IRQ check.
+func (d *Daemon) recordWatch(ctx context.Context, e *entry, rep watch.Report) {
+	if rep.Err != nil {
+		d.errorOnce(e.component, rep.Err.Error(), "check", string(e.w.Check()))
+		return
+	}
+	d.errorCleared(e.component)
+	for _, a := range rep.Actions {
+		d.addAction(a)
+	}
+	if rep.Status != "" {
+		d.d.Metrics.SetCheckStatus(rep.Check, rep.Status)
+		now := d.d.Clock.Now()
+		every := rep.Every
+		if every <= 0 {
+			every = e.interval
+		}
+		if rep.Changed || rep.Status != e.status || now.Sub(e.written) >= every {
+			e.status, e.written = rep.Status, now
+			d.storeCheck(rep.Check, state.Check{Time: now, Interval: state.Duration(every),
+				Status: string(rep.Status), Message: rep.Message}, rep.Detail, nil)
+		}
+	}
+	if rep.Trigger != "" {
+		d.runCheck(ctx, pending{reason: rep.Trigger})
+	}
+}
+
+// storeCheck puts one check's result into the state file, with whatever
+// else also changed (also, under the state lock; may be nil): the one
+// marshal-lock-store-write sequence every check uses.
+func (d *Daemon) storeCheck(name check.Name, c state.Check, report any, also func(*state.State)) {
+	raw, err := json.Marshal(report)
+	if err != nil {
+		d.errorOnce(metrics.ComponentState, "cannot encode the "+string(name)+" check for the state file: "+err.Error())
+	}
+	c.Report = raw
 	d.mu.Lock()
-	d.st.Checks[compaction.CheckName] = state.Check{Time: d.d.Clock.Now(), Interval: state.Duration(d.cfg.Compaction.CheckInterval),
-		Status: string(rep.Status), Message: rep.Message, Report: raw}
+	d.st.Checks[name] = c
+	if also != nil {
+		also(d.st)
+	}
 	d.mu.Unlock()
 	d.writeState()
+}
+
+// reconfigureWatchers applies a reloaded configuration to every watcher and
+// restarts a ticker only when its interval changed: reloads more often than
+// an interval must not keep the periodic work from running.
+func (d *Daemon) reconfigureWatchers(cfg config.Config) {
+	for _, e := range d.reg.entries {
+		if err := e.w.Reconfigure(cfg); err != nil {
+			d.errorOnce(metrics.ComponentReload, e.w.Name()+" keeps its settings: "+err.Error())
+			continue
+		}
+		if iv := e.w.Interval(); iv != e.interval && e.ticker != nil {
+			e.interval = iv
+			e.ticker.Reset(iv)
+		}
+	}
 }

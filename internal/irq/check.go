@@ -7,7 +7,6 @@ package irq
 import (
 	"context"
 	"fmt"
-	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"math"
 	"sort"
 	"strings"
@@ -16,10 +15,11 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 )
 
 // Name is this check's name on the command line, in JSON and in metrics.
-const Name = "irq"
+const Name check.Name = "irq"
 
 // Options are the irq.* settings the check uses.
 type Options struct {

@@ -12,7 +12,7 @@ import (
 )
 
 // Name is this check's name.
-const Name = "kubelet"
+const Name check.Name = "kubelet"
 
 // NetRxCounts reads the NET_RX column of /proc/softirqs (one read).
 func NetRxCounts(h *hostfs.FS) ([]uint64, error) {

@@ -11,7 +11,7 @@ import (
 )
 
 // Name is the check's name (`nodekeeper check latency`, metrics label check).
-const Name = "latency"
+const Name check.Name = "latency"
 
 // Sources of a report.
 const (

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nodekeeper/nodekeeper/internal/check"
 )
 
 // TestNICNameWithAnyBytes: the kernel allows an interface name that is not
@@ -43,12 +45,12 @@ func FuzzSetters(f *testing.F) {
 		m.SetMemoryUnusableIndexes([]UnusableIndex{{Node: 1, Zone: zone, Index: 1}})
 		m.IncScheduledEvent(event)
 		m.SetBuildInfo(version)
-		m.SetCheckStatus(event, queue)
+		m.SetCheckStatus(check.Name(event), check.Status(queue))
 		m.IncRemediation(iface, queue)
 		m.IncVMPause(zone)
 		m.ObservePauseToVerified(zone, time.Second)
 		m.ObserveCompaction(0, zone, queue, time.Millisecond)
-		m.ObserveCheckDuration(iface, time.Millisecond)
+		m.ObserveCheckDuration(check.Name(iface), time.Millisecond)
 		if _, err := m.Registry().Gather(); err != nil {
 			t.Fatalf("gather: %v", err)
 		}

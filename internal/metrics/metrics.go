@@ -26,25 +26,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/printable"
 )
 
 const namespace = "nodekeeper"
-
-// Check names (label check).
-const (
-	CheckIRQ        = "irq"
-	CheckKubelet    = "kubelet"
-	CheckCompaction = "compaction"
-	CheckSoftirq    = "softirq"
-)
-
-// Check statuses (label status).
-const (
-	StatusOK      = "ok"
-	StatusProblem = "problem"
-	StatusUnknown = "unknown"
-)
 
 // Remediation actions (label action).
 const (
@@ -99,16 +85,16 @@ const (
 )
 
 var (
-	checks    = []string{CheckIRQ, CheckKubelet, CheckCompaction, CheckSoftirq}
-	statuses  = []string{StatusOK, StatusProblem, StatusUnknown}
-	actions   = []string{ActionIrqbalanceRestart, ActionIrqbalanceSighup, ActionIRQSpread, ActionKubeletPin, ActionKubeletUnpin, ActionCompaction}
-	results   = []string{ResultSuccess, ResultFailure, ResultVerifyTimeout, ResultSkippedCooldown, ResultSkippedCap, ResultSkippedDryRun}
-	outcomes  = []string{OutcomeRepaired, OutcomeAlreadyOK, OutcomeFailed}
-	sources   = []string{SourceClock, SourceIMDS}
-	reasons   = []string{ReasonFragmentation, ReasonSafety}
-	compRes   = []string{ResultSuccess, ResultFailure}
-	evTypes   = []string{EventTypeFreeze, EventTypeReboot, EventTypeRedeploy, EventTypePreempt, EventTypeTerminate}
-	verifying = []string{ActionIrqbalanceRestart, ActionIrqbalanceSighup, ActionIRQSpread, ActionKubeletPin}
+	statuses    = []check.Status{check.OK, check.Problem, check.Unknown}
+	statusNames = []string{string(check.OK), string(check.Problem), string(check.Unknown)}
+	actions     = []string{ActionIrqbalanceRestart, ActionIrqbalanceSighup, ActionIRQSpread, ActionKubeletPin, ActionKubeletUnpin, ActionCompaction}
+	results     = []string{ResultSuccess, ResultFailure, ResultVerifyTimeout, ResultSkippedCooldown, ResultSkippedCap, ResultSkippedDryRun}
+	outcomes    = []string{OutcomeRepaired, OutcomeAlreadyOK, OutcomeFailed}
+	sources     = []string{SourceClock, SourceIMDS}
+	reasons     = []string{ReasonFragmentation, ReasonSafety}
+	compRes     = []string{ResultSuccess, ResultFailure}
+	evTypes     = []string{EventTypeFreeze, EventTypeReboot, EventTypeRedeploy, EventTypePreempt, EventTypeTerminate}
+	verifying   = []string{ActionIrqbalanceRestart, ActionIrqbalanceSighup, ActionIRQSpread, ActionKubeletPin}
 )
 
 // Histogram buckets, in seconds.
@@ -144,7 +130,9 @@ type Metrics struct {
 	buildInfo          *prometheus.GaugeVec
 	errorsTotal        *prometheus.CounterVec
 
-	mu         sync.Mutex // guards build and imdsOnline
+	mu         sync.Mutex          // guards build, imdsOnline, checks and components
+	checks     map[check.Name]bool // declared by the daemon: the check label's values
+	components map[Component]bool  // the component label's values
 	build      [2]string
 	imdsOnline bool
 
@@ -166,7 +154,9 @@ type Metrics struct {
 // known yet) and check statuses (absent until a check ran) are not.
 func New() *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:        prometheus.NewRegistry(),
+		checks:     map[check.Name]bool{},
+		components: map[Component]bool{},
 	}
 	m.checkStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "check_status",
@@ -257,29 +247,67 @@ func New() *Metrics {
 		m.pauseToVerified.WithLabelValues(o)
 	}
 	for _, c := range components {
-		m.errorsTotal.WithLabelValues(c)
+		m.DeclareComponent(c)
 	}
 	m.SetBuildInfo(defaultVersion())
 	return m
 }
 
-// Components that count errors (label component).
+// Component names a part of the daemon that counts the errors it goes on
+// from (label component of errors_total). The daemon's own are here; each
+// watcher's is its name, declared when it is registered.
+type Component string
+
+// The daemon's own components.
 const (
-	ComponentReload     = "reload"
-	ComponentSymptoms   = "symptoms"
-	ComponentKubelet    = "kubelet"
-	ComponentCompaction = "compaction"
-	ComponentState      = "state"
+	ComponentReload     Component = "reload"
+	ComponentSymptoms   Component = "symptoms"
+	ComponentKubelet    Component = "kubelet"
+	ComponentCompaction Component = "compaction"
+	ComponentState      Component = "state"
+	ComponentNotify     Component = "notify"
 )
 
-var components = []string{ComponentReload, ComponentSymptoms, ComponentKubelet, ComponentCompaction, ComponentState}
+var components = []Component{ComponentReload, ComponentSymptoms, ComponentKubelet, ComponentCompaction, ComponentState, ComponentNotify}
 
-// IncError counts one error a component went on from.
-func (m *Metrics) IncError(component string) {
-	if !m.valid("errors_total", "component", component, components) {
+// DeclareComponent makes c a value of the component label: its errors_total
+// series exists, at zero, from now on.
+func (m *Metrics) DeclareComponent(c Component) {
+	if !m.validName("errors_total", "component", string(c)) {
 		return
 	}
-	m.errorsTotal.WithLabelValues(component).Inc()
+	m.mu.Lock()
+	m.components[c] = true
+	m.mu.Unlock()
+	m.errorsTotal.WithLabelValues(string(c))
+}
+
+// DeclareCheck makes c a value of the check label (check_status,
+// check_duration_seconds). The daemon declares every check it runs; a check
+// not declared is not recorded, so the label stays the contract's set.
+func (m *Metrics) DeclareCheck(c check.Name) {
+	if !m.validName("check_status", "check", string(c)) {
+		return
+	}
+	m.mu.Lock()
+	m.checks[c] = true
+	m.mu.Unlock()
+}
+
+// declared reports whether v is in set, counting and logging it when not.
+func declared[T ~string](m *Metrics, metric, label string, v T, set map[T]bool) bool {
+	m.mu.Lock()
+	ok := set[v]
+	m.mu.Unlock()
+	return ok || m.valid(metric, label, string(v), nil)
+}
+
+// IncError counts one error a component went on from.
+func (m *Metrics) IncError(c Component) {
+	if !declared(m, "errors_total", "component", c, m.components) {
+		return
+	}
+	m.errorsTotal.WithLabelValues(string(c)).Inc()
 }
 
 // Registry returns the registry holding the metrics, for serving and tests.
@@ -311,25 +339,36 @@ func (m *Metrics) valid(metric, label, v string, allowed []string) bool {
 
 // SetCheckStatus sets check_status to 1 for status and to 0 for the two other
 // statuses of check.
-func (m *Metrics) SetCheckStatus(check, status string) {
-	if !m.valid("check_status", "check", check, checks) || !m.valid("check_status", "status", status, statuses) {
+func (m *Metrics) SetCheckStatus(c check.Name, status check.Status) {
+	if !declared(m, "check_status", "check", c, m.checks) || !m.valid("check_status", "status", string(status), statusNames) {
 		return
 	}
 	// The zeros go first, so a scrape in between never sees two statuses at 1.
 	for _, s := range statuses {
 		if s != status {
-			m.checkStatus.WithLabelValues(check, s).Set(0)
+			m.checkStatus.WithLabelValues(string(c), string(s)).Set(0)
 		}
 	}
-	m.checkStatus.WithLabelValues(check, status).Set(1)
+	m.checkStatus.WithLabelValues(string(c), string(status)).Set(1)
 }
 
 // ObserveCheckDuration records how long one run of check took.
-func (m *Metrics) ObserveCheckDuration(check string, d time.Duration) {
-	if !m.valid("check_duration_seconds", "check", check, checks) {
+func (m *Metrics) ObserveCheckDuration(c check.Name, d time.Duration) {
+	if !declared(m, "check_duration_seconds", "check", c, m.checks) {
 		return
 	}
-	m.checkDuration.WithLabelValues(check).Observe(d.Seconds())
+	m.checkDuration.WithLabelValues(string(c)).Observe(d.Seconds())
+}
+
+// validName accepts a declared name (a check, a component) that is a short
+// identifier: the types keep outside strings out, this keeps a future
+// conversion from making a label of anything.
+func (m *Metrics) validName(metric, label, v string) bool {
+	ok := len(v) > 0 && len(v) <= 32
+	for _, r := range v {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_')
+	}
+	return ok || m.valid(metric, label, v, nil)
 }
 
 // NICIRQ is one NIC queue IRQ and the CPU it is assigned to.

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/nodekeeper/nodekeeper/internal/check"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -43,16 +45,25 @@ var contractNames = []string{
 	"nodekeeper_build_info",
 }
 
+// Check names the daemon declares (the packages that own them are above
+// metrics in the import graph).
+const (
+	checkIRQ     check.Name = "irq"
+	checkKubelet check.Name = "kubelet"
+)
+
 // representative makes the calls a daemon makes over a Freeze and a repair.
 func representative(m *Metrics) {
 	m.SetBuildInfo("1.2.3")
 	m.EnableIMDS()
 	m.SetIMDSUp(true)
-	m.SetCheckStatus(CheckIRQ, StatusProblem)
-	m.SetCheckStatus(CheckIRQ, StatusOK)
-	m.SetCheckStatus(CheckKubelet, StatusUnknown)
-	m.ObserveCheckDuration(CheckIRQ, 3*time.Millisecond)
-	m.ObserveCheckDuration(CheckIRQ, 40*time.Millisecond)
+	m.DeclareCheck(checkIRQ)
+	m.DeclareCheck(checkKubelet)
+	m.SetCheckStatus(checkIRQ, check.Problem)
+	m.SetCheckStatus(checkIRQ, check.OK)
+	m.SetCheckStatus(checkKubelet, check.Unknown)
+	m.ObserveCheckDuration(checkIRQ, 3*time.Millisecond)
+	m.ObserveCheckDuration(checkIRQ, 40*time.Millisecond)
 	m.SetNICIRQs([]NICIRQ{
 		{Interface: "eth0", Queue: "comp0", IRQ: 24, CPU: 0},
 		{Interface: "eth0", Queue: "comp1", IRQ: 25, CPU: 1},
@@ -185,14 +196,15 @@ func TestEveryContractMetricIsExported(t *testing.T) {
 
 func TestCheckStatusOneHot(t *testing.T) {
 	m := New()
-	for _, s := range []string{StatusOK, StatusProblem, StatusUnknown, StatusOK} {
-		m.SetCheckStatus(CheckSoftirq, s)
+	m.DeclareCheck("softirq")
+	for _, s := range []check.Status{check.OK, check.Problem, check.Unknown, check.OK} {
+		m.SetCheckStatus("softirq", s)
 		for _, o := range statuses {
 			want := 0.0
 			if o == s {
 				want = 1
 			}
-			if got := testutil.ToFloat64(m.checkStatus.WithLabelValues(CheckSoftirq, o)); got != want {
+			if got := testutil.ToFloat64(m.checkStatus.WithLabelValues("softirq", string(o))); got != want {
 				t.Errorf("after %s: status=%s is %v, want %v", s, o, got, want)
 			}
 		}
@@ -270,9 +282,11 @@ func TestInvalidLabelValuesAreDroppedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := []func(){
-		func() { m.SetCheckStatus("vf", StatusOK) },
-		func() { m.SetCheckStatus(CheckIRQ, "OK") },
+		func() { m.SetCheckStatus("vf", check.OK) }, // not declared
+		func() { m.SetCheckStatus(checkIRQ, "OK") },
 		func() { m.ObserveCheckDuration("all", time.Second) },
+		func() { m.IncError("scripted") }, // not declared
+		func() { m.DeclareCheck("Bad Name") },
 		func() { m.IncVMPause("dmesg") },
 		func() { m.ObservePauseToVerified("ok", time.Second) },
 		func() { m.IncRemediation("irqbalance_stop", ResultSuccess) },
@@ -306,7 +320,8 @@ func TestInvalidLabelValuesAreDroppedAndCounted(t *testing.T) {
 	}
 	// Every valid value of every enumeration is accepted.
 	m2 := New()
-	for _, c := range checks {
+	for _, c := range []check.Name{checkIRQ, checkKubelet} {
+		m2.DeclareCheck(c)
 		for _, s := range statuses {
 			m2.SetCheckStatus(c, s)
 		}
@@ -385,6 +400,7 @@ func TestLint(t *testing.T) {
 
 func TestConcurrentSetters(t *testing.T) {
 	m := New()
+	m.DeclareCheck(checkIRQ)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Add(1)
@@ -392,7 +408,7 @@ func TestConcurrentSetters(t *testing.T) {
 			defer wg.Done()
 			for j := range 100 {
 				m.SetNICIRQs([]NICIRQ{{Interface: "eth0", Queue: "q", IRQ: j % 3, CPU: i}})
-				m.SetCheckStatus(CheckIRQ, statuses[j%3])
+				m.SetCheckStatus(checkIRQ, statuses[j%3])
 				m.IncRemediation(ActionCompaction, ResultSuccess)
 				m.SetBuildInfo("v")
 				if j%10 == 0 {

@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/check"
 )
 
 // CheckName is the check's name in `nodekeeper check` and the contract.
-const CheckName = "snat"
+const CheckName check.Name = "snat"
 
 // Config is the `snat` section of the configuration.
 type Config struct {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/check"
 )
 
 // RelPath is the state file's path under the root file system.
@@ -26,7 +28,7 @@ type State struct {
 	Started    time.Time                  `json:"started"`
 	Updated    time.Time                  `json:"updated"`
 	DryRun     bool                       `json:"dry_run"`
-	Checks     map[string]Check           `json:"checks"`
+	Checks     map[check.Name]Check       `json:"checks"`
 	Actions    []Action                   `json:"actions"`
 	Irqbalance Irqbalance                 `json:"irqbalance"`
 	VFSeen     map[string]time.Time       `json:"vf_seen,omitempty"`

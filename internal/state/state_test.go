@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/check"
 )
 
 func TestWriteReadAtomic(t *testing.T) {
@@ -14,7 +16,7 @@ func TestWriteReadAtomic(t *testing.T) {
 		t.Fatalf("missing file: %v %v", s, err)
 	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	s := &State{Version: "v1", Checks: map[string]Check{"irq": {Time: now, Interval: Duration(time.Minute), Status: "ok"}}}
+	s := &State{Version: "v1", Checks: map[check.Name]Check{"irq": {Time: now, Interval: Duration(time.Minute), Status: "ok"}}}
 	for i := 0; i < 30; i++ {
 		s.AddAction(Action{Time: now, Action: "irq_spread", Result: "success"})
 	}

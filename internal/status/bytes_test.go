@@ -8,6 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 )
 
@@ -26,7 +27,7 @@ func TestOutsideStringsArePrintableAndClipped(t *testing.T) {
 		Pauses:     []state.Pause{{At: now.Add(-time.Minute), Seconds: 5, Source: hostile, EventID: hostile, Description: hostile, Outcome: hostile}},
 		Freeze:     []state.FreezeEvent{{EventID: hostile, Status: hostile, NotBefore: hostile, Description: hostile}},
 		Actions:    []state.Action{{Time: now, Action: hostile, Result: hostile, Detail: hostile, Trigger: hostile}},
-		Checks:     map[string]state.Check{"compaction": {Status: hostile, Message: hostile}}}
+		Checks:     map[check.Name]state.Check{"compaction": {Status: hostile, Message: hostile}}}
 	in.Kubelet.Mode, in.Kubelet.Note = hostile, hostile
 	got := Build(in)
 
@@ -84,7 +85,7 @@ func FuzzOutsideStrings(f *testing.F) {
 			Pauses:     []state.Pause{{At: now, Source: a, EventID: b, Description: c, Outcome: a}},
 			Freeze:     []state.FreezeEvent{{EventID: a, Status: b, Description: c}},
 			Actions:    []state.Action{{Time: now, Action: a, Result: b, Detail: c}},
-			Checks:     map[string]state.Check{"compaction": {Status: a, Message: c}}}
+			Checks:     map[check.Name]state.Check{"compaction": {Status: a, Message: c}}}
 		in.Kubelet.Mode, in.Kubelet.Note = b, c
 		var out strings.Builder
 		if err := Render(&out, Build(in), Style{}); err != nil {

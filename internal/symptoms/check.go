@@ -14,7 +14,7 @@ import (
 )
 
 // CheckName is the softirq check's name.
-const CheckName = "softirq"
+const CheckName check.Name = "softirq"
 
 // Report is the softirq check's answer.
 type Report struct {
