@@ -23,9 +23,12 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
+	"github.com/nodekeeper/nodekeeper/internal/freeze"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
 	"github.com/nodekeeper/nodekeeper/internal/kubelet"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
 )
@@ -48,13 +51,12 @@ var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compact
 var labelValues = map[string][]string{
 	"check":  checkNames,
 	"status": {string(check.OK), string(check.Problem), string(check.Unknown)},
-	"action": {metrics.ActionIrqbalanceRestart, metrics.ActionIrqbalanceSighup, metrics.ActionIRQSpread,
-		metrics.ActionKubeletPin, metrics.ActionKubeletUnpin, metrics.ActionCompaction},
-	"result": {metrics.ResultSuccess, metrics.ResultFailure, metrics.ResultVerifyTimeout,
-		metrics.ResultSkippedCooldown, metrics.ResultSkippedCap, metrics.ResultSkippedDryRun},
-	"outcome": {metrics.OutcomeRepaired, metrics.OutcomeAlreadyOK, metrics.OutcomeFailed},
-	"source":  {metrics.SourceClock, metrics.SourceIMDS},
-	"reason":  {metrics.ReasonFragmentation, metrics.ReasonSafety},
+	"action": strs(irqbalance.ActionRestart, irqbalance.ActionSighup, irq.ActionSpread,
+		kubelet.ActionPin, kubelet.ActionUnpin, compaction.Action),
+	"result":  strs(policy.Results...),
+	"outcome": strs(freeze.Outcomes...),
+	"source":  strs(freeze.SourceClock, freeze.SourceIMDS),
+	"reason":  strs(compaction.ReasonFragmentation, compaction.ReasonSafety),
 	"type": {metrics.EventTypeFreeze, metrics.EventTypeReboot, metrics.EventTypeRedeploy,
 		metrics.EventTypePreempt, metrics.EventTypeTerminate, metrics.EventTypeOther},
 }
@@ -390,15 +392,20 @@ func exportedSeries(t *testing.T) map[string]series {
 	m.SetNICIRQs([]metrics.NICIRQ{{Interface: "eth0", Queue: "comp0", IRQ: 24, CPU: 0}})
 	m.SetVMBusChannels([]metrics.VMBusChannel{{Interface: "eth0", Channel: "0", CPU: 0}})
 	m.IncScheduledEvent(metrics.EventTypeFreeze)
-	m.IncVMPause(metrics.SourceClock)
-	m.ObservePauseToVerified(metrics.OutcomeRepaired, 10*time.Second)
-	m.IncRemediation(metrics.ActionIrqbalanceRestart, metrics.ResultSkippedCap)
+	m.IncVMPause(freeze.SourceClock)
+	m.ObservePauseToVerified(freeze.OutcomeRepaired, 10*time.Second)
+	m.DeclareAction(irqbalance.ActionRestart)
+	m.IncRemediation(irqbalance.ActionRestart, policy.SkippedCap)
 	m.SetIrqbalanceKnownBuggy(false)
 	m.SetKubeletAllowedCPUs(4)
 	m.SetKubeletNetRxOverlapCPUs(0)
 	m.SetSoftirqSaturatedCPUs(0)
 	m.SetMemoryUnusableIndexes([]metrics.UnusableIndex{{Node: 0, Zone: "Normal", Index: 0.5}})
-	m.ObserveCompaction(0, metrics.ReasonSafety, metrics.ResultSuccess, 100*time.Millisecond)
+	cm, err := compaction.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Observe(0, compaction.ReasonSafety, policy.Success, 100*time.Millisecond)
 	if n := m.InvalidLabelValues(); n != 0 {
 		t.Fatalf("%d label values outside the contract", n)
 	}
@@ -748,4 +755,13 @@ func TestDashboardQueriesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	runPromtool(t, dir, "check", "rules", "dashboard.rules.yaml")
+}
+
+// strs are typed label values as strings.
+func strs[T ~string](vs ...T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
 }

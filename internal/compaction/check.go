@@ -7,10 +7,14 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
 )
 
 // CheckName is the compaction check's name.
 const CheckName check.Name = "compaction"
+
+// Action is compaction as a repair (label action of remediations_total).
+const Action policy.Action = "compaction"
 
 // Report is the compaction check's answer: the verdict, the nodes that make
 // it a problem and every node's indices.

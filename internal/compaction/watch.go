@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/policy"
+
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
@@ -21,6 +23,7 @@ import (
 type Watch struct {
 	env     watch.Env
 	m       *Manager
+	om      *Metrics // compactions_total, compaction_duration_seconds
 	cfg     config.Config
 	running bool            // a batch started by Tick has not ended (main loop only)
 	said    map[string]bool // skips already logged, by node/reason/skip
@@ -36,7 +39,12 @@ func NewWatch(env watch.Env, cfg config.Config, saturated func() bool) (*Watch, 
 	if err != nil {
 		return nil, err
 	}
-	return &Watch{env: env, m: m, cfg: cfg, said: map[string]bool{}}, nil
+	om, err := NewMetrics(env.Metrics.Registry())
+	if err != nil {
+		return nil, err
+	}
+	env.Metrics.DeclareAction(Action, policy.Success, policy.Failure)
+	return &Watch{env: env, m: m, om: om, cfg: cfg, said: map[string]bool{}}, nil
 }
 
 // Check is the check it judges.
@@ -76,13 +84,13 @@ func (w *Watch) Tick(ctx context.Context, now time.Time) watch.Report {
 			continue
 		}
 		if dec.Skip == SkipDryRun {
-			w.env.Metrics.IncRemediation(metrics.ActionCompaction, metrics.ResultSkippedDryRun)
+			w.env.Metrics.IncRemediation(Action, policy.SkippedDryRun)
 		}
 		key := fmt.Sprintf("%d/%s/%s", dec.Node, dec.Reason, dec.Skip)
 		if !w.said[key] {
 			w.said[key] = true
 			w.env.Log.Info(fmt.Sprintf("not compacting node %d (%s, index %.2f): %s", dec.Node, dec.Reason, dec.Unusable, dec.Skip),
-				logging.Msg(logging.MsgRepairSkipped), "action", metrics.ActionCompaction, "node", dec.Node, "reason", string(dec.Skip))
+				logging.Msg(logging.MsgRepairSkipped), "action", string(Action), "node", dec.Node, "reason", string(dec.Skip))
 		}
 	}
 	if !w.running {
@@ -109,16 +117,16 @@ func (w *Watch) follow(ctx context.Context, ch <-chan Result) {
 
 // finished logs and measures one compaction's result.
 func (w *Watch) finished(r Result) watch.Report {
-	result := metrics.ResultSuccess
+	result := policy.Success
 	switch {
 	case errors.Is(r.Err, ErrDeferred):
 		w.env.Log.Info(fmt.Sprintf("compaction of node %d deferred: %v", r.Node, r.Err), "node", r.Node)
 		return watch.Report{}
 	case r.Err != nil:
-		result = metrics.ResultFailure
+		result = policy.Failure
 	}
-	w.env.Metrics.ObserveCompaction(r.Node, string(r.Reason), result, r.Duration)
-	attrs := []any{logging.Msg(logging.MsgCompactionRan), "node", r.Node, "reason", string(r.Reason), "result", result,
+	w.om.Observe(r.Node, r.Reason, result, r.Duration)
+	attrs := []any{logging.Msg(logging.MsgCompactionRan), "node", r.Node, "reason", string(r.Reason), "result", string(result),
 		"seconds", r.Duration.Seconds(), "index_before", r.IndexBefore, "index_after", r.IndexAfter}
 	for k, v := range r.VMStatDelta {
 		attrs = append(attrs, k, v)
@@ -132,7 +140,7 @@ func (w *Watch) finished(r Result) watch.Report {
 	}
 	rep := w.report()
 	rep.Changed = true
-	rep.Actions = []state.Action{{Action: metrics.ActionCompaction, Result: result, Detail: msg, Seconds: r.Duration.Seconds()}}
+	rep.Actions = []state.Action{{Action: string(Action), Result: string(result), Detail: msg, Seconds: r.Duration.Seconds()}}
 	return rep
 }
 

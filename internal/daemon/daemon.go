@@ -139,8 +139,12 @@ func New(deps Deps) *Daemon {
 		deps.ReloadTimeout = 10 * time.Second
 	}
 	d := &Daemon{d: deps, cfg: deps.Config, log: deps.Log, done: make(chan repairResult, 4)}
-	deps.Metrics.DeclareCheck(irq.Name) // the watchers' checks are declared as they are registered
+	deps.Metrics.DeclareCheck(irq.Name) // the watchers' checks and actions are declared as they are registered
 	deps.Metrics.DeclareCheck(kubelet.Name)
+	for _, a := range []policy.Action{irqbalance.ActionRestart, irqbalance.ActionSighup, irq.ActionSpread, kubelet.ActionPin} {
+		deps.Metrics.DeclareAction(a, policy.Success, policy.Failure, policy.VerifyTimeout) // verified repairs
+	}
+	deps.Metrics.DeclareAction(kubelet.ActionUnpin, policy.Success, policy.Failure)
 	d.checker = d.newChecker()
 	d.gate = policy.NewGate(d.limits())
 	d.kube.gate = policy.NewGate(policy.Limits{MaxPerHour: 12, BackoffBase: time.Minute, BackoffMax: 30 * time.Minute})
@@ -505,9 +509,9 @@ func (d *Daemon) runCheck(ctx context.Context, p pending) {
 	d.record(rep)
 	if rep.Status == check.Problem && rep.Status != d.last.status {
 		d.log.Warn("IRQ spread problem: "+rep.Message, logging.Msg(logging.MsgIRQSpreadProblem),
-			"check", irq.Name, "interface", firstProblem(rep), "cpus", rep.CPUsUsed.List(), "trigger", p.reason)
+			"check", string(irq.Name), "interface", firstProblem(rep), "cpus", rep.CPUsUsed.List(), "trigger", p.reason)
 	} else if rep.Status != d.last.status {
-		d.log.Info("IRQ check: "+rep.Message, "check", irq.Name, "status", string(rep.Status), "trigger", p.reason)
+		d.log.Info("IRQ check: "+rep.Message, "check", string(irq.Name), "status", string(rep.Status), "trigger", p.reason)
 	}
 	d.last.status = rep.Status
 	if rep.Status != check.Unknown {
@@ -516,7 +520,7 @@ func (d *Daemon) runCheck(ctx context.Context, p pending) {
 	}
 	switch {
 	case rep.Status == check.OK && len(p.pauses) > 0:
-		d.pauseVerified(p, metrics.OutcomeAlreadyOK, d.d.Clock.Now())
+		d.pauseVerified(p, freeze.OutcomeAlreadyOK, d.d.Clock.Now())
 	case rep.Status == check.Problem:
 		d.proposeRepair(ctx, rep, p)
 	}

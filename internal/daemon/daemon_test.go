@@ -22,6 +22,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
@@ -166,7 +167,7 @@ func (r *rig) untilAdvancing(what string, advance bool, cond func() bool) {
 
 func (r *rig) until(what string, cond func() bool) { r.t.Helper(); r.untilAdvancing(what, false, cond) }
 
-func (r *rig) remediations(action, result string) float64 {
+func (r *rig) remediations(action policy.Action, result policy.Result) float64 {
 	mfs, err := r.metrics.Registry().Gather()
 	if err != nil {
 		r.t.Fatal(err)
@@ -180,7 +181,7 @@ func (r *rig) remediations(action, result string) float64 {
 			for _, p := range m.GetLabel() {
 				l[p.GetName()] = p.GetValue()
 			}
-			if l["action"] == action && l["result"] == result {
+			if l["action"] == string(action) && l["result"] == string(result) {
 				return m.GetCounter().GetValue()
 			}
 		}
@@ -205,13 +206,13 @@ func TestFallbackSpreadWhenIrqbalanceMissing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, skewedHost(), nil, nil) // no irqbalance.service: LoadState not-found
 		r.start()
-		r.until("a verified spread", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess) == 1 })
+		r.until("a verified spread", func() bool { return r.remediations(irq.ActionSpread, policy.Success) == 1 })
 		if !strings.Contains(r.logs.String(), "irqbalance is not installed: spreading the IRQs ourselves") {
 			t.Errorf("the journal must say why it spreads itself:\n%s", r.logs.String())
 		}
 		r.until("the outcome in the state file", func() bool {
 			st, _ := state.Read(filepath.Join(r.paths.Root, state.RelPath))
-			return st != nil && len(st.Actions) >= 2 && st.Actions[len(st.Actions)-1].Result == metrics.ResultSuccess
+			return st != nil && len(st.Actions) >= 2 && st.Actions[len(st.Actions)-1].Result == string(policy.Success)
 		})
 		r.clk.Advance(time.Minute) // the next periodic check finds it healthy
 		r.until("status ok", func() bool { _, _, s := r.notify.get(); return strings.HasPrefix(s, "IRQ spread ok: ") })
@@ -225,7 +226,7 @@ func TestRestartVerifyTimeoutThenCooldown(t *testing.T) {
 		r.start()
 		// The fake irqbalance moves nothing: the restart happens, verification times out.
 		r.untilAdvancing("verify timeout", true, func() bool {
-			return r.remediations(metrics.ActionIrqbalanceRestart, metrics.ResultVerifyTimeout) == 1
+			return r.remediations(irqbalance.ActionRestart, policy.VerifyTimeout) == 1
 		})
 		if n := len(r.units.CallsTo("Restart")); n != 1 {
 			t.Fatalf("%d restarts, want 1", n)
@@ -233,7 +234,7 @@ func TestRestartVerifyTimeoutThenCooldown(t *testing.T) {
 		// The next checks fall within the cool-down from irqbalance's restart: no loop.
 		r.clk.Advance(time.Minute)
 		r.until("a cool-down skip", func() bool {
-			return r.remediations(metrics.ActionIrqbalanceRestart, metrics.ResultSkippedCooldown) >= 1
+			return r.remediations(irqbalance.ActionRestart, policy.SkippedCooldown) >= 1
 		})
 		if n := len(r.units.CallsTo("Restart")); n != 1 {
 			t.Fatalf("restarted %d times within the cool-down", n)
@@ -249,7 +250,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 		r := newRig(t, skewedHost(), func(c *config.Config) { c.DryRun = true }, nil)
 		before := r.masks()
 		r.start()
-		r.until("a dry-run skip", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSkippedDryRun) == 1 })
+		r.until("a dry-run skip", func() bool { return r.remediations(irq.ActionSpread, policy.SkippedDryRun) == 1 })
 		if got := r.masks(); strings.Join(got, " ") != strings.Join(before, " ") {
 			t.Errorf("dry run wrote masks: %v → %v", before, got)
 		}
@@ -267,7 +268,7 @@ func TestCapPerHour(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, skewedHost(), func(c *config.Config) { c.IRQ.MaxRepairsPerHour = 0 }, nil)
 		r.start()
-		r.until("a cap skip", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSkippedCap) == 1 })
+		r.until("a cap skip", func() bool { return r.remediations(irq.ActionSpread, policy.SkippedCap) == 1 })
 		if !strings.Contains(r.logs.String(), "reason=cap") || !strings.Contains(r.logs.String(), "message_id="+logging.MsgRepairSkipped) {
 			t.Errorf("a cap skip is visible in the journal:\n%s", r.logs.String())
 		}
@@ -282,7 +283,7 @@ func TestStartLimitFallsBackToSpread(t *testing.T) {
 		})
 		r.clk.Advance(10 * time.Minute)
 		r.start()
-		r.until("fallback spread", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess) == 1 })
+		r.until("fallback spread", func() bool { return r.remediations(irq.ActionSpread, policy.Success) == 1 })
 		if !strings.Contains(r.logs.String(), "start rate limit") {
 			t.Errorf("the journal must name the start rate limit:\n%s", r.logs.String())
 		}
@@ -316,7 +317,7 @@ func TestNoSighupBeforeTheHandlerExists(t *testing.T) {
 		r.handles = false
 		r.start()
 		r.untilAdvancing("a failed repair", true, func() bool {
-			return r.remediations(metrics.ActionIrqbalanceSighup, metrics.ResultFailure) == 1
+			return r.remediations(irqbalance.ActionSighup, policy.Failure) == 1
 		})
 		if n := len(r.units.CallsTo("Signal")); n != 0 {
 			t.Fatalf("%d signals sent to a process without a SIGHUP handler", n)
@@ -446,7 +447,7 @@ func TestPausePipelineRepairsAndTimes(t *testing.T) {
 		r.d.d.Resumes = resumes
 		// The start check repairs the skew; skew again before the pause.
 		r.start()
-		r.until("the start repair", func() bool { return r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess) == 1 })
+		r.until("the start repair", func() bool { return r.remediations(irq.ActionSpread, policy.Success) == 1 })
 		r.clk.Advance(3 * time.Minute) // past the cool-down
 		synctest.Wait()                // everything the clock set off has run
 		for _, m := range r.masks() {  // the pause collapses the IRQs onto CPU 3
@@ -460,7 +461,7 @@ func TestPausePipelineRepairsAndTimes(t *testing.T) {
 		checks := histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds")
 		r.clk.Advance(5 * time.Second) // settleDelay
 		r.until("the post-resume repair", func() bool {
-			return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeRepaired) == 1
+			return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", string(freeze.OutcomeRepaired)) == 1
 		})
 		if got := histogramCount(t, r.metrics, "nodekeeper_check_duration_seconds"); got != checks+1 {
 			t.Errorf("two resumes in one settle window ran %v checks, want one", got-checks)
@@ -468,7 +469,7 @@ func TestPausePipelineRepairsAndTimes(t *testing.T) {
 		r.until("both pauses' outcome in the state file", func() bool {
 			st, _ := state.Read(filepath.Join(r.paths.Root, state.RelPath))
 			return st != nil && len(st.Pauses) == 2 && st.Pauses[0].EventID == "E1" &&
-				st.Pauses[0].Outcome == metrics.OutcomeRepaired && st.Pauses[1].Outcome == metrics.OutcomeRepaired
+				st.Pauses[0].Outcome == string(freeze.OutcomeRepaired) && st.Pauses[1].Outcome == string(freeze.OutcomeRepaired)
 		})
 	})
 }
@@ -493,16 +494,16 @@ func TestOverdueTimerCheckWaitsForThePause(t *testing.T) {
 		r.clk.Advance(time.Minute) // the periodic check, at the resume
 		r.until("the periodic check", func() bool { return checks() == before+1 })
 		synctest.Wait() // everything the clock set off has run
-		if n := r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess); n != 0 || strings.Contains(r.logs.String(), "IRQ spread problem") {
+		if n := r.remediations(irq.ActionSpread, policy.Success); n != 0 || strings.Contains(r.logs.String(), "IRQ spread problem") {
 			t.Fatalf("the periodic check at the resume judged at once (%v repairs):\n%s", n, r.logs.String())
 		}
 		resumes <- freeze.Resume{At: r.clk.Now(), Length: 5 * time.Second, Source: freeze.SourceClock}
 		r.until("the pause", func() bool { return strings.Contains(r.logs.String(), "VM pause of 5.0s") })
 		r.clk.Advance(5 * time.Second) // settleDelay
 		r.until("the pause's repair", func() bool {
-			return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeRepaired) == 1
+			return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", string(freeze.OutcomeRepaired)) == 1
 		})
-		if n := r.remediations(metrics.ActionIRQSpread, metrics.ResultSuccess); n != 1 {
+		if n := r.remediations(irq.ActionSpread, policy.Success); n != 1 {
 			t.Errorf("%v repairs, want 1", n)
 		}
 		if !strings.Contains(r.logs.String(), `trigger="timer (re-check), vm pause (clock)"`) {
@@ -522,7 +523,7 @@ func TestPauseAlreadyOKAndIMDSFallbackNotTimed(t *testing.T) {
 		r.until("the pause", func() bool { return strings.Contains(r.logs.String(), "VM pause of 3.0s") })
 		r.clk.Advance(5 * time.Second)
 		r.until("already ok", func() bool {
-			return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeAlreadyOK) == 1
+			return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", string(freeze.OutcomeAlreadyOK)) == 1
 		})
 		resumes <- freeze.Resume{Source: freeze.SourceIMDS, EventID: "E2"} // the event left the list unseen by the clock
 		r.until("the imds pause", func() bool { return strings.Contains(r.logs.String(), "event_id=E2") })
@@ -701,10 +702,10 @@ func TestPauseDuringRunningRepairGetsItsOutcome(t *testing.T) {
 		resumes <- freeze.Resume{At: r.clk.Now(), Length: 3 * time.Second, Source: freeze.SourceClock}
 		r.until("the pause", func() bool { return strings.Contains(r.logs.String(), "VM pause of 3.0s") })
 		r.untilAdvancing("the verify timeout", true, func() bool {
-			return r.remediations(metrics.ActionIrqbalanceRestart, metrics.ResultVerifyTimeout) == 1
+			return r.remediations(irqbalance.ActionRestart, policy.VerifyTimeout) == 1
 		})
 		r.until("the pause's outcome", func() bool {
-			return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", metrics.OutcomeFailed) == 1
+			return histogramCountLabel(t, r.metrics, "nodekeeper_pause_to_verified_seconds", "outcome", string(freeze.OutcomeFailed)) == 1
 		})
 	})
 }

@@ -3,9 +3,10 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"github.com/nodekeeper/nodekeeper/internal/printable"
 	"log/slog"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/printable"
 
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/config"
@@ -114,9 +115,8 @@ func StartFreezeWatch(ctx context.Context, cfg config.Config, h *hostfs.FS, m *m
 // settleDelay (the VF may be removed and re-added around the pause), check,
 // repair, verify, and time resume → verified when the resume time is known.
 func (d *Daemon) paused(r freeze.Resume) {
-	src := string(r.Source)
-	d.d.Metrics.IncVMPause(src)
-	p := state.Pause{At: r.At, Seconds: r.Length.Seconds(), Source: src, EventID: printable.Clip(r.EventID, maxIMDSWord),
+	d.d.Metrics.IncVMPause(r.Source)
+	p := state.Pause{At: r.At, Seconds: r.Length.Seconds(), Source: string(r.Source), EventID: printable.Clip(r.EventID, maxIMDSWord),
 		Description: printable.Clip(r.Description, maxIMDSText)}
 	if p.At.IsZero() {
 		p.At = d.d.Clock.Now() // imds fallback: when the event left the list
@@ -128,10 +128,10 @@ func (d *Daemon) paused(r freeze.Resume) {
 	}
 	id := len(d.st.Pauses) - 1
 	d.mu.Unlock()
-	d.log.Warn(fmt.Sprintf("VM pause of %.1fs detected (%s): checking the IRQ spread after %s", r.Length.Seconds(), src, d.cfg.IRQ.SettleDelay),
-		logging.Msg(logging.MsgVMPause), "source", src, "pause_seconds", r.Length.Seconds(),
+	d.log.Warn(fmt.Sprintf("VM pause of %.1fs detected (%s): checking the IRQ spread after %s", r.Length.Seconds(), string(r.Source), d.cfg.IRQ.SettleDelay),
+		logging.Msg(logging.MsgVMPause), "source", string(r.Source), "pause_seconds", r.Length.Seconds(),
 		"event_id", p.EventID, "description", p.Description)
-	d.schedule(pending{reason: "vm pause (" + src + ")", resume: r.At, pauses: []int{id}})
+	d.schedule(pending{reason: "vm pause (" + string(r.Source) + ")", resume: r.At, pauses: []int{id}})
 	d.writeState()
 }
 

@@ -134,7 +134,7 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 	gate := d.kube.gate.Begin(now, time.Time{}, d.dryRun())
 	if !gate.Allowed {
 		if gate.Result != policy.SkippedBusy {
-			d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, gate.Result)
+			d.d.Metrics.IncRemediation(kubelet.ActionPin, gate.Result)
 		}
 		d.kubeletWhy(fmt.Sprintf("not pinning kubelet to %s now: %s", c.CPUs, gate.Detail))
 		return
@@ -145,16 +145,16 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 	d.kube.gate.End(err == nil)
 	if err != nil {
 		d.storedAfterFailure(ctx, c.CPUs, prev, hadPrev)
-		d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, metrics.ResultFailure)
+		d.d.Metrics.IncRemediation(kubelet.ActionPin, policy.Failure)
 		d.log.Error("cannot pin kubelet: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", cfg.Unit, "cpus", c.CPUs.List())
-		d.addAction(state.Action{Action: metrics.ActionKubeletPin, Result: metrics.ResultFailure, Detail: err.Error(), Trigger: trigger})
+		d.addAction(state.Action{Action: string(kubelet.ActionPin), Result: string(policy.Failure), Detail: err.Error(), Trigger: trigger})
 		return
 	}
 	d.kube.applied, d.kube.at = c.CPUs, now
-	d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, metrics.ResultSuccess)
+	d.d.Metrics.IncRemediation(kubelet.ActionPin, policy.Success)
 	d.log.Info("kubelet pinned: "+c.Reason, logging.Msg(logging.MsgKubeletPinned), "unit", cfg.Unit, "cpus", c.CPUs.List(),
 		"mode", string(d.kube.mode), "trigger", trigger)
-	d.addAction(state.Action{Action: metrics.ActionKubeletPin, Result: metrics.ResultSuccess, Detail: c.Reason, Trigger: trigger})
+	d.addAction(state.Action{Action: string(kubelet.ActionPin), Result: string(policy.Success), Detail: c.Reason, Trigger: trigger})
 	d.recordKubelet(dec, pin)
 }
 
@@ -250,7 +250,7 @@ func (d *Daemon) recordKubelet(dec kubelet.Decision, pin kubelet.Pin) {
 // cgroup. An AllowedCPUs= someone else set since is left, and said so.
 func (d *Daemon) unpinKubelet(ctx context.Context, why string) {
 	if d.dryRun() {
-		d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, metrics.ResultSkippedDryRun)
+		d.d.Metrics.IncRemediation(kubelet.ActionUnpin, policy.SkippedDryRun)
 		d.kubeletWhy("dry run: would remove kubelet's pin (" + why + ")")
 		return
 	}
@@ -264,8 +264,8 @@ func (d *Daemon) unpinKubelet(ctx context.Context, why string) {
 	}
 	removed, err := p.Undo(ctx, stored, false)
 	if err != nil {
-		d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, metrics.ResultFailure)
-		d.addAction(state.Action{Action: metrics.ActionKubeletUnpin, Result: metrics.ResultFailure, Detail: why})
+		d.d.Metrics.IncRemediation(kubelet.ActionUnpin, policy.Failure)
+		d.addAction(state.Action{Action: string(kubelet.ActionUnpin), Result: string(policy.Failure), Detail: why})
 		d.log.Error("cannot remove kubelet's pin: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", p.Unit)
 		return
 	}
@@ -274,8 +274,8 @@ func (d *Daemon) unpinKubelet(ctx context.Context, why string) {
 	d.mu.Lock()
 	d.st.Kubelet = state.Kubelet{}
 	d.mu.Unlock()
-	d.d.Metrics.IncRemediation(metrics.ActionKubeletUnpin, metrics.ResultSuccess)
-	d.addAction(state.Action{Action: metrics.ActionKubeletUnpin, Result: metrics.ResultSuccess, Detail: why}) // writes the state file
+	d.d.Metrics.IncRemediation(kubelet.ActionUnpin, policy.Success)
+	d.addAction(state.Action{Action: string(kubelet.ActionUnpin), Result: string(policy.Success), Detail: why}) // writes the state file
 	msg := "kubelet's pin removed: " + why
 	switch {
 	case !removed.Left.IsEmpty():
@@ -294,7 +294,7 @@ func (d *Daemon) kubeletRestarted(ctx context.Context) {
 	}
 	pin, err := d.pinner().Apply(ctx, d.kube.applied)
 	if err != nil {
-		d.d.Metrics.IncRemediation(metrics.ActionKubeletPin, metrics.ResultFailure)
+		d.d.Metrics.IncRemediation(kubelet.ActionPin, policy.Failure)
 		d.log.Error("cannot re-pin the restarted kubelet: "+err.Error(), logging.Msg(logging.MsgKubeletPinFailed), "unit", d.cfg.Kubelet.Unit)
 		return
 	}

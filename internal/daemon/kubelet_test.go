@@ -10,8 +10,9 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
+	"github.com/nodekeeper/nodekeeper/internal/kubelet"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
-	"github.com/nodekeeper/nodekeeper/internal/metrics"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
 )
@@ -43,7 +44,7 @@ func TestKubeletFailedPinRemovedWhenPinningOff(t *testing.T) {
 		if st := r.units.State("kubelet.service"); !st.AllowedCPUs.IsEmpty() {
 			t.Errorf("AllowedCPUs still %s after pinning off", st.AllowedCPUs)
 		}
-		if n := r.remediations(metrics.ActionKubeletUnpin, metrics.ResultSuccess); n != 1 {
+		if n := r.remediations(kubelet.ActionUnpin, policy.Success); n != 1 {
 			t.Errorf("kubelet_unpin success %v, want 1", n)
 		}
 		// Once removed, it is not removed again at every check.

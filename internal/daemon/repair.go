@@ -10,10 +10,10 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/freeze"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
-	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
@@ -21,8 +21,8 @@ import (
 
 // repairResult is what a repair goroutine reports back to the main loop.
 type repairResult struct {
-	action  string
-	result  string // metrics.Result*
+	action  policy.Action
+	result  policy.Result
 	detail  string
 	took    time.Duration
 	trigger pending
@@ -31,8 +31,8 @@ type repairResult struct {
 
 // choice is the repair chosen for the current irqbalance state.
 type choice struct {
-	action string // metrics.Action*; "" = none possible
-	why    string // said in the journal when the choice differs from the setting
+	action policy.Action // "" = none possible
+	why    string        // said in the journal when the choice differs from the setting
 	since  time.Time
 }
 
@@ -53,7 +53,7 @@ func (d *Daemon) chooseRepair(ctx context.Context) choice {
 	}
 	fallback := func(why string) choice {
 		if d.cfg.IRQ.FallbackSpread {
-			return choice{action: metrics.ActionIRQSpread, why: why + ": spreading the IRQs ourselves (irq.fallbackSpread)"}
+			return choice{action: irq.ActionSpread, why: why + ": spreading the IRQs ourselves (irq.fallbackSpread)"}
 		}
 		return choice{why: why + " and irq.fallbackSpread is off: not repairing"}
 	}
@@ -69,11 +69,11 @@ func (d *Daemon) chooseRepair(ctx context.Context) choice {
 	}
 	switch rem {
 	case config.RemediationRestart:
-		return choice{action: metrics.ActionIrqbalanceRestart, since: st.InactiveExitTimestamp}
+		return choice{action: irqbalance.ActionRestart, since: st.InactiveExitTimestamp}
 	case config.RemediationSighup:
-		return choice{action: metrics.ActionIrqbalanceSighup}
+		return choice{action: irqbalance.ActionSighup}
 	default: // spread while irqbalance is active would fight it
-		return choice{action: metrics.ActionIrqbalanceSighup,
+		return choice{action: irqbalance.ActionSighup,
 			why: "irq.remediation is spread but irqbalance is active: sending it SIGHUP instead, so the two do not fight"}
 	}
 }
@@ -95,7 +95,7 @@ func (d *Daemon) proposeRepair(ctx context.Context, rep *irq.Report, p pending) 
 		return
 	}
 	if c.why != "" && c.why != d.last.why {
-		d.log.Info(c.why, "action", c.action)
+		d.log.Info(c.why, "action", string(c.action))
 	}
 	d.last.why = c.why
 	dec := d.gate.Begin(d.d.Clock.Now(), c.since, d.dryRun())
@@ -107,13 +107,13 @@ func (d *Daemon) proposeRepair(ctx context.Context, rep *irq.Report, p pending) 
 		if dec.Result != policy.SkippedBusy {
 			d.d.Metrics.IncRemediation(c.action, dec.Result)
 		}
-		d.skip(c.action, dec.Reason, detail, p)
+		d.skip(c.action, string(dec.Reason), detail, p)
 		return
 	}
 	d.log.Info("repairing the IRQ spread: "+describe(c.action), logging.Msg(logging.MsgRepairStarted),
-		"action", c.action, "trigger", p.reason, "interface", firstProblem(rep))
+		"action", string(c.action), "trigger", p.reason, "interface", firstProblem(rep))
 	d.busy = true
-	d.addAction(state.Action{Action: c.action, Result: "started", Detail: rep.Message, Trigger: p.reason})
+	d.addAction(state.Action{Action: string(c.action), Result: "started", Detail: rep.Message, Trigger: p.reason})
 	d.status()
 	d.wg.Add(1)
 	cfg, units := d.cfg, d.units // the loop may reload or redial meanwhile
@@ -124,35 +124,35 @@ func (d *Daemon) proposeRepair(ctx context.Context, rep *irq.Report, p pending) 
 }
 
 // skip reports a refused or impossible repair once per distinct reason.
-func (d *Daemon) skip(action, reason, detail string, p pending) {
-	key := action + "/" + reason
+func (d *Daemon) skip(action policy.Action, reason, detail string, p pending) {
+	key := string(action) + "/" + reason
 	if key != d.last.skip {
 		d.log.Info("not repairing the IRQ spread: "+detail, logging.Msg(logging.MsgRepairSkipped),
-			"action", action, "reason", reason, "trigger", p.reason)
+			"action", string(action), "reason", reason, "trigger", p.reason)
 		d.last.skip = key
-		d.addAction(state.Action{Action: action, Result: "skipped_" + reason, Detail: detail, Trigger: p.reason})
+		d.addAction(state.Action{Action: string(action), Result: "skipped_" + reason, Detail: detail, Trigger: p.reason})
 	}
 	if len(p.pauses) > 0 {
-		d.pauseVerified(p, metrics.OutcomeFailed, d.d.Clock.Now())
+		d.pauseVerified(p, freeze.OutcomeFailed, d.d.Clock.Now())
 	}
 }
 
-func describe(action string) string {
+func describe(action policy.Action) string {
 	switch action {
-	case metrics.ActionIrqbalanceRestart:
+	case irqbalance.ActionRestart:
 		return "restart irqbalance.service"
-	case metrics.ActionIrqbalanceSighup:
+	case irqbalance.ActionSighup:
 		return "send irqbalance SIGHUP (full rescan)"
-	case metrics.ActionIRQSpread:
+	case irq.ActionSpread:
 		return "write a round-robin spread of the NIC queue IRQs"
 	}
-	return action
+	return string(action)
 }
 
 // repair performs the action and verifies the spread; it runs off the main
 // loop with its own checker, and with the configuration and D-Bus
 // connection of when it was decided (it must not read the loop's).
-func (d *Daemon) repair(ctx context.Context, cfg config.Config, units systemd.Units, action string, rep *irq.Report, p pending) repairResult {
+func (d *Daemon) repair(ctx context.Context, cfg config.Config, units systemd.Units, action policy.Action, rep *irq.Report, p pending) repairResult {
 	clk := d.d.Clock
 	start := clk.Now()
 	res := repairResult{action: action, trigger: p}
@@ -160,12 +160,12 @@ func (d *Daemon) repair(ctx context.Context, cfg config.Config, units systemd.Un
 	if errors.Is(err, systemd.ErrStartLimit) && cfg.IRQ.FallbackSpread {
 		// irqbalance is down now and will not be started again: spreading
 		// ourselves cannot fight it.
-		d.log.Warn("irqbalance.service hit systemd's start rate limit: spreading the IRQs ourselves", "action", action)
-		res.action = metrics.ActionIRQSpread
-		err = d.perform(ctx, units, metrics.ActionIRQSpread, rep)
+		d.log.Warn("irqbalance.service hit systemd's start rate limit: spreading the IRQs ourselves", "action", string(action))
+		res.action = irq.ActionSpread
+		err = d.perform(ctx, units, irq.ActionSpread, rep)
 	}
 	if err != nil {
-		res.result, res.detail, res.took = metrics.ResultFailure, err.Error(), clk.Now().Sub(start)
+		res.result, res.detail, res.took = policy.Failure, err.Error(), clk.Now().Sub(start)
 		return res
 	}
 	verifier := irq.NewChecker(d.d.FS, d.d.Links, irq.OptionsFrom(cfg), clk.Now)
@@ -174,34 +174,34 @@ func (d *Daemon) repair(ctx context.Context, cfg config.Config, units systemd.Un
 		v := verifier.Run(ctx)
 		res.report = v
 		if v.Status == check.OK {
-			res.result, res.detail, res.took = metrics.ResultSuccess, v.Message, clk.Now().Sub(start)
+			res.result, res.detail, res.took = policy.Success, v.Message, clk.Now().Sub(start)
 			return res
 		}
 		if !clk.Now().Before(deadline) || ctx.Err() != nil {
-			res.result, res.detail, res.took = metrics.ResultVerifyTimeout, v.Message, clk.Now().Sub(start)
+			res.result, res.detail, res.took = policy.VerifyTimeout, v.Message, clk.Now().Sub(start)
 			return res
 		}
 		if err := clock.Sleep(ctx, clk, d.d.VerifyEvery); err != nil {
-			res.result, res.detail, res.took = metrics.ResultVerifyTimeout, "stopped while verifying", clk.Now().Sub(start)
+			res.result, res.detail, res.took = policy.VerifyTimeout, "stopped while verifying", clk.Now().Sub(start)
 			return res
 		}
 	}
 }
 
-func (d *Daemon) perform(ctx context.Context, units systemd.Units, action string, rep *irq.Report) error {
+func (d *Daemon) perform(ctx context.Context, units systemd.Units, action policy.Action, rep *irq.Report) error {
 	switch action {
-	case metrics.ActionIrqbalanceRestart:
+	case irqbalance.ActionRestart:
 		before, after, err := systemd.RestartVerified(ctx, units, irqbalance.Unit, "replace")
 		if err == nil {
 			d.log.Info("irqbalance restarted", "unit", irqbalance.Unit, "old_pid", before.MainPID, "new_pid", after.MainPID)
 		}
 		return err
-	case metrics.ActionIrqbalanceSighup:
+	case irqbalance.ActionSighup:
 		if err := d.waitHandlesSIGHUP(ctx, units); err != nil {
 			return err
 		}
 		return units.Signal(ctx, irqbalance.Unit, syscall.SIGHUP)
-	case metrics.ActionIRQSpread:
+	case irq.ActionSpread:
 		applied, err := irq.Apply(ctx, d.d.FS, rep.Plan, rep.Online)
 		for _, m := range applied.Managed {
 			d.log.Info("IRQ affinity is managed by the kernel: left as it is", "irq", m.IRQ, "interface", m.Interface)
@@ -246,10 +246,10 @@ func (d *Daemon) finishRepair(r repairResult) {
 		d.record(r.report)
 		d.last.status = r.report.Status
 	}
-	ok := r.result == metrics.ResultSuccess
+	ok := r.result == policy.Success
 	d.gate.End(ok)
 	d.d.Metrics.IncRemediation(r.action, r.result)
-	attrs := []any{"action", r.action, "result", r.result, "seconds", r.took.Seconds(), "trigger", r.trigger.reason}
+	attrs := []any{"action", string(r.action), "result", string(r.result), "seconds", r.took.Seconds(), "trigger", r.trigger.reason}
 	if ok {
 		d.log.Info(fmt.Sprintf("IRQ spread repaired in %.1fs: %s", r.took.Seconds(), r.detail),
 			append(attrs, logging.Msg(logging.MsgRepairSucceeded))...)
@@ -258,10 +258,10 @@ func (d *Daemon) finishRepair(r repairResult) {
 			append(attrs, logging.Msg(logging.MsgRepairFailed))...)
 	}
 	d.last.skip = ""
-	d.addAction(state.Action{Action: r.action, Result: r.result, Detail: r.detail, Trigger: r.trigger.reason, Seconds: r.took.Seconds()})
-	outcome := metrics.OutcomeRepaired
+	d.addAction(state.Action{Action: string(r.action), Result: string(r.result), Detail: r.detail, Trigger: r.trigger.reason, Seconds: r.took.Seconds()})
+	outcome := freeze.OutcomeRepaired
 	if !ok {
-		outcome = metrics.OutcomeFailed
+		outcome = freeze.OutcomeFailed
 	}
 	for _, p := range append([]pending{r.trigger}, d.waiting...) {
 		if len(p.pauses) > 0 {
@@ -283,7 +283,7 @@ func (d *Daemon) addAction(a state.Action) {
 // pauseVerified records the outcome of the check after VM pauses and, for
 // pauses with a known resume time (the clock saw them), observes resume →
 // verified.
-func (d *Daemon) pauseVerified(p pending, outcome string, at time.Time) {
+func (d *Daemon) pauseVerified(p pending, outcome freeze.Outcome, at time.Time) {
 	secs := at.Sub(p.resume)
 	if !p.resume.IsZero() {
 		d.d.Metrics.ObservePauseToVerified(outcome, secs)
@@ -291,15 +291,15 @@ func (d *Daemon) pauseVerified(p pending, outcome string, at time.Time) {
 	d.mu.Lock()
 	for _, id := range p.pauses {
 		if id < len(d.st.Pauses) {
-			d.st.Pauses[id].Outcome = outcome
+			d.st.Pauses[id].Outcome = string(outcome)
 		}
 	}
 	d.mu.Unlock()
 	d.writeState()
 	if p.resume.IsZero() {
-		d.log.Info("after the VM pause: spread "+outcome, "outcome", outcome)
+		d.log.Info("after the VM pause: spread "+string(outcome), "outcome", string(outcome))
 		return
 	}
 	d.log.Info(fmt.Sprintf("after the VM pause: spread %s, %.1fs after the resume", outcome, secs.Seconds()),
-		"outcome", outcome, "seconds", secs.Seconds())
+		"outcome", string(outcome), "seconds", secs.Seconds())
 }

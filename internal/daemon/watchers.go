@@ -47,7 +47,7 @@ func (d *Daemon) startWatchers() {
 	e, env := d.newEntry()
 	sym, err := symptoms.NewWatch(env, d.cfg)
 	if err != nil {
-		d.log.Warn("symptom watchers off: "+err.Error(), "check", symptoms.CheckName)
+		d.log.Warn("symptom watchers off: "+err.Error(), "check", string(symptoms.CheckName))
 		sym = nil
 	} else {
 		d.sym = sym
@@ -59,7 +59,7 @@ func (d *Daemon) startWatchers() {
 	}
 	e, env = d.newEntry()
 	if comp, err := compaction.NewWatch(env, d.cfg, saturated); err != nil {
-		d.log.Warn("compaction off: "+err.Error(), "check", compaction.CheckName)
+		d.log.Warn("compaction off: "+err.Error(), "check", string(compaction.CheckName))
 	} else {
 		d.register(e, comp)
 	}

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/compaction"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
+
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 )
 
@@ -48,12 +51,17 @@ func TestREADMEListsMetricsAndMessageIDs(t *testing.T) {
 	readme := string(b)
 	m := metrics.New()
 	m.EnableIMDS()
+	m.DeclareCheck("irq")
 	m.SetCheckStatus("irq", "ok")
 	m.ObserveCheckDuration("irq", time.Millisecond)
 	m.SetNICIRQs([]metrics.NICIRQ{{Interface: "eth0", Queue: "q0", IRQ: 24, CPU: 1}})
 	m.SetVMBusChannels([]metrics.VMBusChannel{{Interface: "eth0", Channel: "14", CPU: 1}})
 	m.SetMemoryUnusableIndexes([]metrics.UnusableIndex{{Node: 0, Zone: "Normal", Index: 0.1}})
-	m.ObserveCompaction(0, "safety", "success", time.Millisecond)
+	cm, err := compaction.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Observe(0, compaction.ReasonSafety, policy.Success, time.Millisecond)
 	m.IncScheduledEvent("Freeze")
 	mfs, err := m.Registry().Gather()
 	if err != nil {

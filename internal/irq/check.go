@@ -15,11 +15,16 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
 	"github.com/nodekeeper/nodekeeper/internal/printable"
 )
 
 // Name is this check's name on the command line, in JSON and in metrics.
 const Name check.Name = "irq"
+
+// ActionSpread is the repair that writes a round-robin spread of the NIC
+// queue IRQs itself.
+const ActionSpread policy.Action = "irq_spread"
 
 // Options are the irq.* settings the check uses.
 type Options struct {

@@ -19,10 +19,17 @@ import (
 	"os"
 
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
 )
 
 // Unit is irqbalance's systemd unit.
 const Unit = "irqbalance.service"
+
+// The repairs that go through irqbalance.
+const (
+	ActionRestart policy.Action = "irqbalance_restart" // restart the unit: a fresh placement
+	ActionSighup  policy.Action = "irqbalance_sighup"  // SIGHUP: a full rescan (irqbalance ≥ 1.8)
+)
 
 // Package is irqbalance's package name in the distributions' databases.
 const Package = "irqbalance"

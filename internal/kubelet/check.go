@@ -9,10 +9,17 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
 )
 
 // Name is this check's name.
 const Name check.Name = "kubelet"
+
+// The changes nodekeeper makes to kubelet's CPUs.
+const (
+	ActionPin   policy.Action = "kubelet_pin"
+	ActionUnpin policy.Action = "kubelet_unpin"
+)
 
 // NetRxCounts reads the NET_RX column of /proc/softirqs (one read).
 func NetRxCounts(h *hostfs.FS) ([]uint64, error) {

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/freeze"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
@@ -46,10 +49,10 @@ func FuzzSetters(f *testing.F) {
 		m.IncScheduledEvent(event)
 		m.SetBuildInfo(version)
 		m.SetCheckStatus(check.Name(event), check.Status(queue))
-		m.IncRemediation(iface, queue)
-		m.IncVMPause(zone)
-		m.ObservePauseToVerified(zone, time.Second)
-		m.ObserveCompaction(0, zone, queue, time.Millisecond)
+		m.DeclareAction(policy.Action(event))
+		m.IncRemediation(policy.Action(iface), policy.Result(queue))
+		m.IncVMPause(freeze.Source(zone))
+		m.ObservePauseToVerified(freeze.Outcome(zone), time.Second)
 		m.ObserveCheckDuration(check.Name(iface), time.Millisecond)
 		if _, err := m.Registry().Gather(); err != nil {
 			t.Fatalf("gather: %v", err)

@@ -18,10 +18,14 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/freeze"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,46 +35,6 @@ import (
 )
 
 const namespace = "nodekeeper"
-
-// Remediation actions (label action).
-const (
-	ActionIrqbalanceRestart = "irqbalance_restart"
-	ActionIrqbalanceSighup  = "irqbalance_sighup"
-	ActionIRQSpread         = "irq_spread"
-	ActionKubeletPin        = "kubelet_pin"
-	ActionKubeletUnpin      = "kubelet_unpin"
-	ActionCompaction        = "compaction"
-)
-
-// Remediation results (label result). Compactions use only ResultSuccess and
-// ResultFailure.
-const (
-	ResultSuccess         = "success"
-	ResultFailure         = "failure"
-	ResultVerifyTimeout   = "verify_timeout"
-	ResultSkippedCooldown = "skipped_cooldown"
-	ResultSkippedCap      = "skipped_cap"
-	ResultSkippedDryRun   = "skipped_dryrun"
-)
-
-// Outcomes of a pause (label outcome of pause_to_verified).
-const (
-	OutcomeRepaired  = "repaired"
-	OutcomeAlreadyOK = "already_ok"
-	OutcomeFailed    = "failed"
-)
-
-// Pause sources (label source).
-const (
-	SourceClock = "clock"
-	SourceIMDS  = "imds"
-)
-
-// Compaction reasons (label reason).
-const (
-	ReasonFragmentation = "fragmentation"
-	ReasonSafety        = "safety"
-)
 
 // Scheduled event types (label type). Azure documents these five; any other
 // type is counted as EventTypeOther, so the label stays bounded whatever the
@@ -87,14 +51,7 @@ const (
 var (
 	statuses    = []check.Status{check.OK, check.Problem, check.Unknown}
 	statusNames = []string{string(check.OK), string(check.Problem), string(check.Unknown)}
-	actions     = []string{ActionIrqbalanceRestart, ActionIrqbalanceSighup, ActionIRQSpread, ActionKubeletPin, ActionKubeletUnpin, ActionCompaction}
-	results     = []string{ResultSuccess, ResultFailure, ResultVerifyTimeout, ResultSkippedCooldown, ResultSkippedCap, ResultSkippedDryRun}
-	outcomes    = []string{OutcomeRepaired, OutcomeAlreadyOK, OutcomeFailed}
-	sources     = []string{SourceClock, SourceIMDS}
-	reasons     = []string{ReasonFragmentation, ReasonSafety}
-	compRes     = []string{ResultSuccess, ResultFailure}
 	evTypes     = []string{EventTypeFreeze, EventTypeReboot, EventTypeRedeploy, EventTypePreempt, EventTypeTerminate}
-	verifying   = []string{ActionIrqbalanceRestart, ActionIrqbalanceSighup, ActionIRQSpread, ActionKubeletPin}
 )
 
 // Histogram buckets, in seconds.
@@ -105,7 +62,6 @@ var (
 	// verification, up to 10 minutes.
 	pauseBuckets = []float64{1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600}
 	// One compaction of a NUMA node: typically 0.1–0.3 s.
-	compactionBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 )
 
 // Metrics holds nodekeeper's registry and metrics. Its methods are safe for
@@ -125,14 +81,13 @@ type Metrics struct {
 	kubeletAllowedCPUs prometheus.Gauge
 	kubeletOverlapCPUs prometheus.Gauge
 	softirqSaturated   prometheus.Gauge
-	compactions        *prometheus.CounterVec
-	compactionDuration *prometheus.HistogramVec
 	buildInfo          *prometheus.GaugeVec
 	errorsTotal        *prometheus.CounterVec
 
-	mu         sync.Mutex          // guards build, imdsOnline, checks and components
-	checks     map[check.Name]bool // declared by the daemon: the check label's values
-	components map[Component]bool  // the component label's values
+	mu         sync.Mutex             // guards build, imdsOnline and the declared names
+	checks     map[check.Name]bool    // declared by the daemon: the check label's values
+	components map[Component]bool     // the component label's values
+	actions    map[policy.Action]bool // the action label's values
 	build      [2]string
 	imdsOnline bool
 
@@ -157,6 +112,7 @@ func New() *Metrics {
 		reg:        prometheus.NewRegistry(),
 		checks:     map[check.Name]bool{},
 		components: map[Component]bool{},
+		actions:    map[policy.Action]bool{},
 	}
 	m.checkStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "check_status",
@@ -205,15 +161,6 @@ func New() *Metrics {
 		Namespace: namespace, Name: "softirq_saturated_cpus",
 		Help: "Number of CPUs saturated by softirq work now.",
 	})
-	m.compactions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "compactions_total",
-		Help: "Memory compactions nodekeeper ran, by NUMA node, reason and result.",
-	}, []string{"node", "reason", "result"})
-	m.compactionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: namespace, Name: "compaction_duration_seconds",
-		Help:    "How long one memory compaction of a NUMA node took.",
-		Buckets: compactionBuckets,
-	}, []string{"node"})
 	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help: "Always 1; the labels say which nodekeeper version runs and the Go version it was built with.",
@@ -229,22 +176,15 @@ func New() *Metrics {
 		m.checkStatus, m.checkDuration, m.snap,
 		m.scheduledEvents, m.vmPauses, m.pauseToVerified, m.remediations,
 		m.irqbalanceBuggy, m.kubeletAllowedCPUs, m.kubeletOverlapCPUs,
-		m.softirqSaturated, m.compactions, m.compactionDuration,
+		m.softirqSaturated,
 		m.buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
-	for _, a := range actions {
-		m.remediations.WithLabelValues(a, ResultSuccess)
-		m.remediations.WithLabelValues(a, ResultFailure)
-	}
-	for _, a := range verifying {
-		m.remediations.WithLabelValues(a, ResultVerifyTimeout)
-	}
-	m.vmPauses.WithLabelValues(SourceClock)
-	for _, o := range outcomes {
-		m.pauseToVerified.WithLabelValues(o)
+	m.vmPauses.WithLabelValues(string(freeze.SourceClock))
+	for _, o := range freeze.Outcomes {
+		m.pauseToVerified.WithLabelValues(string(o))
 	}
 	for _, c := range components {
 		m.DeclareComponent(c)
@@ -434,7 +374,7 @@ func (m *Metrics) EnableIMDS() {
 	}
 	m.imdsUp.Set(0)
 	m.reg.MustRegister(m.imdsUp)
-	m.vmPauses.WithLabelValues(SourceIMDS)
+	m.vmPauses.WithLabelValues(string(freeze.SourceIMDS))
 	m.scheduledEvents.WithLabelValues(EventTypeFreeze)
 	m.imdsOnline = true
 }
@@ -456,28 +396,47 @@ func (m *Metrics) DisableIMDS() {
 func (m *Metrics) SetIMDSUp(up bool) { m.imdsUp.Set(b2f(up)) }
 
 // IncVMPause counts one VM pause seen by source (SourceClock or SourceIMDS).
-func (m *Metrics) IncVMPause(source string) {
-	if !m.valid("vm_pauses_total", "source", source, sources) {
+func (m *Metrics) IncVMPause(source freeze.Source) {
+	if source != freeze.SourceClock && source != freeze.SourceIMDS {
+		m.valid("vm_pauses_total", "source", string(source), nil)
 		return
 	}
-	m.vmPauses.WithLabelValues(source).Inc()
+	m.vmPauses.WithLabelValues(string(source)).Inc()
 }
 
 // ObservePauseToVerified records the time from a resume to the verified IRQ
 // spread, for a pause whose resume time is known.
-func (m *Metrics) ObservePauseToVerified(outcome string, d time.Duration) {
-	if !m.valid("pause_to_verified_seconds", "outcome", outcome, outcomes) {
+func (m *Metrics) ObservePauseToVerified(outcome freeze.Outcome, d time.Duration) {
+	if !slices.Contains(freeze.Outcomes, outcome) {
+		m.valid("pause_to_verified_seconds", "outcome", string(outcome), nil)
 		return
 	}
-	m.pauseToVerified.WithLabelValues(outcome).Observe(d.Seconds())
+	m.pauseToVerified.WithLabelValues(string(outcome)).Observe(d.Seconds())
+}
+
+// DeclareAction makes a a value of the action label of remediations_total,
+// with the series of results pre-initialised at zero (so a rate over the
+// first repair is not lost). The daemon declares the repairs it may run; a
+// watcher that repairs declares its own.
+func (m *Metrics) DeclareAction(a policy.Action, results ...policy.Result) {
+	if !m.validName("remediations_total", "action", string(a)) {
+		return
+	}
+	m.mu.Lock()
+	m.actions[a] = true
+	m.mu.Unlock()
+	for _, r := range results {
+		m.remediations.WithLabelValues(string(a), string(r))
+	}
 }
 
 // IncRemediation counts one repair (or one held back) by action and result.
-func (m *Metrics) IncRemediation(action, result string) {
-	if !m.valid("remediations_total", "action", action, actions) || !m.valid("remediations_total", "result", result, results) {
+func (m *Metrics) IncRemediation(a policy.Action, r policy.Result) {
+	if !declared(m, "remediations_total", "action", a, m.actions) ||
+		(!slices.Contains(policy.Results, r) && !m.valid("remediations_total", "result", string(r), nil)) {
 		return
 	}
-	m.remediations.WithLabelValues(action, result).Inc()
+	m.remediations.WithLabelValues(string(a), string(r)).Inc()
 }
 
 // SetIrqbalanceKnownBuggy records whether the installed irqbalance is a
@@ -510,18 +469,6 @@ func (m *Metrics) SetMemoryUnusableIndexes(idx []UnusableIndex) {
 		b.add(u.Index, strconv.Itoa(u.Node), u.Zone)
 	}
 	m.snap.set(snapUnusable, b.series())
-}
-
-// ObserveCompaction records one compaction of NUMA node: counted by reason
-// (ReasonFragmentation or ReasonSafety) and result (ResultSuccess or
-// ResultFailure), and its duration observed.
-func (m *Metrics) ObserveCompaction(node int, reason, result string, d time.Duration) {
-	if !m.valid("compactions_total", "reason", reason, reasons) || !m.valid("compactions_total", "result", result, compRes) {
-		return
-	}
-	n := strconv.Itoa(node)
-	m.compactions.WithLabelValues(n, reason, result).Inc()
-	m.compactionDuration.WithLabelValues(n).Observe(d.Seconds())
 }
 
 // SetBuildInfo sets build_info to the running version (New starts with the

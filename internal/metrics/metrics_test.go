@@ -14,6 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/freeze"
+	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
+	"github.com/nodekeeper/nodekeeper/internal/policy"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -23,8 +28,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-// contractNames are the metric names of the contract plus the compaction
-// duration histogram: everything the golden file pins.
+// contractNames are the metric names of the contract that package metrics
+// owns: everything the golden file pins. (The compaction series are package
+// compaction's.)
 var contractNames = []string{
 	"nodekeeper_check_status",
 	"nodekeeper_check_duration_seconds",
@@ -40,8 +46,6 @@ var contractNames = []string{
 	"nodekeeper_kubelet_netrx_overlap_cpus",
 	"nodekeeper_softirq_saturated_cpus",
 	"nodekeeper_memory_unusable_index",
-	"nodekeeper_compactions_total",
-	"nodekeeper_compaction_duration_seconds",
 	"nodekeeper_build_info",
 }
 
@@ -75,11 +79,12 @@ func representative(m *Metrics) {
 	})
 	m.IncScheduledEvent("Freeze")
 	m.IncScheduledEvent("SomethingNew")
-	m.IncVMPause(SourceIMDS)
-	m.IncVMPause(SourceClock)
-	m.ObservePauseToVerified(OutcomeRepaired, 12*time.Second)
-	m.IncRemediation(ActionIrqbalanceRestart, ResultSuccess)
-	m.IncRemediation(ActionIrqbalanceRestart, ResultSkippedCooldown)
+	m.IncVMPause(freeze.SourceIMDS)
+	m.IncVMPause(freeze.SourceClock)
+	m.ObservePauseToVerified(freeze.OutcomeRepaired, 12*time.Second)
+	declareDaemonActions(m)
+	m.IncRemediation(irqbalance.ActionRestart, policy.Success)
+	m.IncRemediation(irqbalance.ActionRestart, policy.SkippedCooldown)
 	m.SetIrqbalanceKnownBuggy(true)
 	m.SetKubeletAllowedCPUs(2)
 	m.SetKubeletNetRxOverlapCPUs(0)
@@ -88,7 +93,23 @@ func representative(m *Metrics) {
 		{Node: 0, Zone: "DMA32", Index: 0.25},
 		{Node: 0, Zone: "Normal", Index: 0.875},
 	})
-	m.ObserveCompaction(0, ReasonFragmentation, ResultSuccess, 150*time.Millisecond)
+}
+
+// kubelet's actions (its package imports the symptom watch, which imports
+// this one).
+const (
+	actionKubeletPin   policy.Action = "kubelet_pin"
+	actionKubeletUnpin policy.Action = "kubelet_unpin"
+)
+
+// declareDaemonActions declares the repairs as the daemon and the compaction
+// watch do: the verified ones with verify_timeout, the others without.
+func declareDaemonActions(m *Metrics) {
+	for _, a := range []policy.Action{irqbalance.ActionRestart, irqbalance.ActionSighup, irq.ActionSpread, actionKubeletPin} {
+		m.DeclareAction(a, policy.Success, policy.Failure, policy.VerifyTimeout)
+	}
+	m.DeclareAction(actionKubeletUnpin, policy.Success, policy.Failure)
+	m.DeclareAction("compaction", policy.Success, policy.Failure)
 }
 
 // golden compares the registry's contract metrics with testdata/name.golden
@@ -155,6 +176,7 @@ func count(t *testing.T, m *Metrics, name string) int {
 
 func TestGoldenFresh(t *testing.T) {
 	m := New()
+	declareDaemonActions(m) // what a fresh daemon has declared
 	m.SetBuildInfo("1.2.3")
 	golden(t, m, "fresh")
 	if n := m.InvalidLabelValues(); n != 0 {
@@ -275,6 +297,8 @@ nodekeeper_build_info{goversion="` + runtime.Version() + `",version="unknown"} 1
 
 func TestInvalidLabelValuesAreDroppedAndCounted(t *testing.T) {
 	m := New()
+	m.DeclareCheck(checkIRQ)
+	declareDaemonActions(m)
 	var logbuf bytes.Buffer
 	m.SetLogger(slog.New(slog.NewTextHandler(&logbuf, nil)))
 	before, err := m.Registry().Gather()
@@ -289,10 +313,9 @@ func TestInvalidLabelValuesAreDroppedAndCounted(t *testing.T) {
 		func() { m.DeclareCheck("Bad Name") },
 		func() { m.IncVMPause("dmesg") },
 		func() { m.ObservePauseToVerified("ok", time.Second) },
-		func() { m.IncRemediation("irqbalance_stop", ResultSuccess) },
-		func() { m.IncRemediation(ActionIRQSpread, "skipped_backoff") },
-		func() { m.ObserveCompaction(0, "manual", ResultSuccess, time.Second) },
-		func() { m.ObserveCompaction(0, ReasonSafety, ResultSkippedDryRun, time.Second) },
+		func() { m.IncRemediation("irqbalance_stop", policy.Success) }, // not declared
+		func() { m.IncRemediation(irq.ActionSpread, "skipped_backoff") },
+		func() { m.DeclareAction("Irq Spread") },
 	}
 	for i, call := range calls {
 		call()
@@ -307,7 +330,7 @@ func TestInvalidLabelValuesAreDroppedAndCounted(t *testing.T) {
 	if len(before) != len(after) {
 		t.Errorf("metric families changed from %d to %d", len(before), len(after))
 	}
-	for _, n := range []string{"nodekeeper_check_status", "nodekeeper_check_duration_seconds", "nodekeeper_compactions_total", "nodekeeper_compaction_duration_seconds"} {
+	for _, n := range []string{"nodekeeper_check_status", "nodekeeper_check_duration_seconds"} {
 		if c, err := testutil.GatherAndCount(m.Registry(), n); err != nil || c != 0 {
 			t.Errorf("%s has %d series (err %v), want 0", n, c, err)
 		}
@@ -327,21 +350,17 @@ func TestInvalidLabelValuesAreDroppedAndCounted(t *testing.T) {
 		}
 		m2.ObserveCheckDuration(c, time.Millisecond)
 	}
-	for _, a := range actions {
-		for _, r := range results {
+	declareDaemonActions(m2)
+	for _, a := range []policy.Action{irqbalance.ActionRestart, irqbalance.ActionSighup, irq.ActionSpread, actionKubeletPin, actionKubeletUnpin, "compaction"} {
+		for _, r := range policy.Results {
 			m2.IncRemediation(a, r)
 		}
 	}
-	for _, o := range outcomes {
+	for _, o := range freeze.Outcomes {
 		m2.ObservePauseToVerified(o, time.Second)
 	}
-	for _, s := range sources {
+	for _, s := range []freeze.Source{freeze.SourceClock, freeze.SourceIMDS} {
 		m2.IncVMPause(s)
-	}
-	for _, r := range reasons {
-		for _, res := range compRes {
-			m2.ObserveCompaction(1, r, res, time.Second)
-		}
 	}
 	if n := m2.InvalidLabelValues(); n != 0 {
 		t.Errorf("valid values counted as invalid: %d", n)
@@ -409,7 +428,7 @@ func TestConcurrentSetters(t *testing.T) {
 			for j := range 100 {
 				m.SetNICIRQs([]NICIRQ{{Interface: "eth0", Queue: "q", IRQ: j % 3, CPU: i}})
 				m.SetCheckStatus(checkIRQ, statuses[j%3])
-				m.IncRemediation(ActionCompaction, ResultSuccess)
+				m.IncRemediation(irq.ActionSpread, policy.Success)
 				m.SetBuildInfo("v")
 				if j%10 == 0 {
 					m.EnableIMDS()

@@ -11,14 +11,46 @@ import (
 	"time"
 )
 
+// Action names a kind of repair (label action of remediations_total). Each
+// package that repairs declares its own: irq.ActionSpread,
+// irqbalance.ActionRestart, kubelet.ActionPin, compaction.Action…
+type Action string
+
+// Result is what became of a proposed repair (label result).
+type Result string
+
+// Results of a repair that ran.
+const (
+	Success       Result = "success"
+	Failure       Result = "failure"
+	VerifyTimeout Result = "verify_timeout" // it ran, and the spread was not verified in time
+)
+
 // Results of a Decision that did not allow the repair, as the metrics
 // contract spells them. Backoff after failures is a longer cool-down: it is
 // counted as skipped_cooldown, with Reason "backoff" in the journal.
 const (
-	SkippedCooldown = "skipped_cooldown"
-	SkippedCap      = "skipped_cap"
-	SkippedDryRun   = "skipped_dryrun"
-	SkippedBusy     = "skipped_busy" // a repair of this kind is still running; not a metric
+	SkippedCooldown Result = "skipped_cooldown"
+	SkippedCap      Result = "skipped_cap"
+	SkippedDryRun   Result = "skipped_dryrun"
+	SkippedBusy     Result = "skipped_busy" // a repair of this kind is still running; not a metric
+)
+
+// Results are every Result a metric may carry (all but SkippedBusy).
+var Results = []Result{Success, Failure, VerifyTimeout, SkippedCooldown, SkippedCap, SkippedDryRun}
+
+// Reason says why a Decision did not allow the repair (the journal's REASON
+// field of a skipped repair): finer than its Result, which backoff shares with
+// cooldown.
+type Reason string
+
+// Reasons of a Decision.
+const (
+	Cooldown Reason = "cooldown" // within the cool-down after the last repair
+	Backoff  Reason = "backoff"  // waiting longer after failed repairs
+	Cap      Reason = "cap"      // the hourly cap is reached
+	DryRun   Reason = "dryrun"   // dry run: nothing is changed
+	Busy     Reason = "busy"     // a repair of this kind is still running
 )
 
 // Limits are one kind of repair's settings.
@@ -32,8 +64,8 @@ type Limits struct {
 // Decision is the answer for one proposed repair.
 type Decision struct {
 	Allowed bool
-	Result  string    // when not allowed: one of the Skipped* results
-	Reason  string    // cooldown | backoff | cap | dryrun | busy
+	Result  Result    // when not allowed: one of the Skipped* results
+	Reason  Reason    // why it was not allowed
 	Until   time.Time // when a skipped repair could run at the earliest
 	Detail  string    // a person's words
 }
@@ -67,7 +99,7 @@ func (g *Gate) Begin(now, since time.Time, dryRun bool) Decision {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.busy {
-		return Decision{Result: SkippedBusy, Reason: "busy", Detail: "a repair of this kind is still running"}
+		return Decision{Result: SkippedBusy, Reason: Busy, Detail: "a repair of this kind is still running"}
 	}
 	hourAgo := now.Add(-time.Hour)
 	kept := g.attempts[:0]
@@ -82,13 +114,13 @@ func (g *Gate) Begin(now, since time.Time, dryRun bool) Decision {
 		ref = since
 	}
 	if !ref.IsZero() && now.Sub(ref) < g.limits.Cooldown {
-		return Decision{Result: SkippedCooldown, Reason: "cooldown", Until: ref.Add(g.limits.Cooldown),
+		return Decision{Result: SkippedCooldown, Reason: Cooldown, Until: ref.Add(g.limits.Cooldown),
 			Detail: fmt.Sprintf("last repair or restart %s ago, cool-down %s", now.Sub(ref).Round(time.Second), g.limits.Cooldown)}
 	}
 	if g.failures > 0 && !g.last.IsZero() {
 		wait := g.backoff()
 		if now.Sub(g.last) < wait {
-			return Decision{Result: SkippedCooldown, Reason: "backoff", Until: g.last.Add(wait),
+			return Decision{Result: SkippedCooldown, Reason: Backoff, Until: g.last.Add(wait),
 				Detail: fmt.Sprintf("%d failed repair(s) in a row: waiting %s before the next", g.failures, wait)}
 		}
 	}
@@ -97,11 +129,11 @@ func (g *Gate) Begin(now, since time.Time, dryRun bool) Decision {
 		if len(g.attempts) > 0 {
 			until = g.attempts[0].Add(time.Hour)
 		}
-		return Decision{Result: SkippedCap, Reason: "cap", Until: until,
+		return Decision{Result: SkippedCap, Reason: Cap, Until: until,
 			Detail: fmt.Sprintf("%d repairs in the last hour (maxRepairsPerHour %d)", len(g.attempts), g.limits.MaxPerHour)}
 	}
 	if dryRun {
-		return Decision{Result: SkippedDryRun, Reason: "dryrun", Detail: "dry run: nothing is changed"}
+		return Decision{Result: SkippedDryRun, Reason: DryRun, Detail: "dry run: nothing is changed"}
 	}
 	g.busy = true
 	g.last = now
