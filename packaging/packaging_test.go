@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -248,6 +249,7 @@ func TestFileLists(t *testing.T) {
 		"/etc/nodekeeper/config.yaml",
 		"/usr/bin/nodekeeper",
 		"/usr/lib/systemd/catalog/nodekeeper.catalog",
+		"/usr/lib/systemd/system-generators/nodekeeper-generator",
 		"/usr/lib/systemd/system/irqbalance.service.d/nodekeeper.conf",
 		"/usr/lib/systemd/system/nodekeeper.service",
 		"/usr/share/doc/nodekeeper/README.md",
@@ -275,6 +277,7 @@ func TestFileLists(t *testing.T) {
 		"systemd/nodekeeper.service":                   "/usr/lib/systemd/system/nodekeeper.service",
 		"systemd/irqbalance.service.d/nodekeeper.conf": "/usr/lib/systemd/system/irqbalance.service.d/nodekeeper.conf",
 		"systemd/nodekeeper.catalog":                   "/usr/lib/systemd/catalog/nodekeeper.catalog",
+		"systemd/nodekeeper-generator":                 "/usr/lib/systemd/system-generators/nodekeeper-generator",
 		"configs/config.yaml":                          "/etc/nodekeeper/config.yaml",
 	} {
 		a, _ := os.ReadFile(repo(src))
@@ -283,8 +286,10 @@ func TestFileLists(t *testing.T) {
 			t.Errorf("%s in the .deb is not %s (%v)", dst, src, err)
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(x, "usr/bin/nodekeeper")); err != nil || fi.Mode().Perm() != 0o755 {
-		t.Errorf("/usr/bin/nodekeeper: %v %v, want mode 0755", fi, err)
+	for _, f := range []string{"usr/bin/nodekeeper", "usr/lib/systemd/system-generators/nodekeeper-generator"} {
+		if fi, err := os.Stat(filepath.Join(x, f)); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("/%s: %v %v, want mode 0755", f, fi, err)
+		}
 	}
 	out := mustRun(t, "", nil, filepath.Join(x, "usr/bin/nodekeeper"), "version")
 	if !strings.HasPrefix(out, "nodekeeper ") {
@@ -707,11 +712,144 @@ func TestUnitSecurityExposure(t *testing.T) {
 	for _, line := range []string{"Type=notify", "NotifyAccess=main", "WatchdogSec=120s", "Restart=on-failure",
 		"Before=kubelet.service", "ExecReload=/usr/bin/nodekeeper config validate", "ExecReload=/bin/kill -HUP $MAINPID",
 		"RuntimeDirectory=nodekeeper", "StartLimitBurst=5", "MemoryMax=256M", "TasksMax=64", "LimitNOFILE=1024",
-		"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=CAP_SYS_NICE CAP_DAC_OVERRIDE",
-		"RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6"} {
+		"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=",
+		"RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6", "IPAddressDeny=any",
+		"IPAddressAllow=localhost 169.254.169.254"} {
 		if !slices.Contains(strings.Split(string(unit), "\n"), line) {
 			t.Errorf("nodekeeper.service lacks %q", line)
 		}
+	}
+}
+
+// generate runs nodekeeper-generator on the sysfs fixture tree sys and
+// returns the drop-ins it wrote, by file name.
+func generate(t *testing.T, sys string) map[string]string {
+	t.Helper()
+	out := t.TempDir()
+	if o, err := run(t, "", []string{"NODEKEEPER_GENERATOR_SYSFS=" + sys}, "sh", repo("systemd/nodekeeper-generator"),
+		out, out+"/early", out+"/late"); err != nil {
+		t.Fatalf("nodekeeper-generator: %v\n%s", err, o)
+	}
+	got := map[string]string{}
+	files, _ := filepath.Glob(filepath.Join(out, "nodekeeper.service.d", "*"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		got[filepath.Base(f)] = string(b)
+	}
+	return got
+}
+
+// sysTree makes a sysfs fixture: the files named, each with its content.
+func sysTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	sys := t.TempDir()
+	for name, data := range files {
+		p := filepath.Join(sys, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sys
+}
+
+// TestGenerator: the generator grants the compact file of every NUMA node
+// (never the node directory with nr_hugepages), and the v1 pin's
+// capabilities and cpuset tree only where nodekeeper would pin through a v1
+// cpuset (kubelet.DetectMode): no cpuset among the cgroup2 root's
+// controllers, a v1 cpuset hierarchy mounted.
+func TestGenerator(t *testing.T) {
+	nodes := map[string]string{
+		"devices/system/node/node0/compact":                                 "",
+		"devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages": "0\n",
+		"devices/system/node/node1/compact":                                 "",
+		"devices/system/node/possible":                                      "0-1\n",
+	}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		m = maps.Clone(m)
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	const compactLine = "ReadWritePaths=-/sys/devices/system/node/node0/compact -/sys/devices/system/node/node1/compact"
+	for _, tc := range []struct {
+		name    string
+		files   map[string]string
+		compact bool
+		v1      bool
+	}{
+		{"cgroup v2 with cpuset", with(nodes, "fs/cgroup/cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n"), true, false},
+		{"cgroup v2, cpuset not enabled", with(nodes, "fs/cgroup/cgroup.controllers", "cpu io memory pids\n"), true, false},
+		{"hybrid", with(nodes, "fs/cgroup/unified/cgroup.controllers", "", "fs/cgroup/cpuset/cpuset.cpus", "0-3\n"), true, true},
+		{"v1 without a cpuset hierarchy", with(nodes, "fs/cgroup/memory/memory.limit_in_bytes", "0\n"), true, false},
+		{"no NUMA compact files, hybrid", map[string]string{"devices/system/node/node0/cpulist": "0-3\n",
+			"fs/cgroup/cpuset/cpuset.cpus": "0-3\n"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := generate(t, sysTree(t, tc.files))
+			c, ok := got["50-node-compact.conf"]
+			if ok != tc.compact || ok && !slices.Contains(strings.Split(c, "\n"), compactLine) {
+				t.Errorf("50-node-compact.conf (written %v, want %v):\n%s\nwant the line %s", ok, tc.compact, c, compactLine)
+			}
+			if strings.Contains(c, "hugepages") || strings.Contains(c, "node/node0 ") {
+				t.Errorf("50-node-compact.conf grants more than the compact files:\n%s", c)
+			}
+			v, ok := got["50-cgroup-v1.conf"]
+			if ok != tc.v1 {
+				t.Errorf("50-cgroup-v1.conf written %v, want %v:\n%s", ok, tc.v1, v)
+			}
+			if ok {
+				lines := strings.Split(v, "\n")
+				for _, l := range []string{"[Service]", "CapabilityBoundingSet=CAP_SYS_NICE CAP_DAC_OVERRIDE", "ReadWritePaths=-/sys/fs/cgroup/cpuset"} {
+					if !slices.Contains(lines, l) {
+						t.Errorf("50-cgroup-v1.conf lacks %q:\n%s", l, v)
+					}
+				}
+			}
+			if len(got) > 2 {
+				t.Errorf("unexpected drop-ins: %v", slices.Collect(maps.Keys(got)))
+			}
+		})
+	}
+}
+
+// TestUnitWithGeneratedDropIns: the unit with what the generator adds on a
+// two-node cgroup v1 host (the widest sandbox it makes) passes
+// systemd-analyze verify and keeps the exposure at 2.5 or below; the
+// capabilities are there only with the drop-in.
+func TestUnitWithGeneratedDropIns(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("no systemd-analyze")
+	}
+	dir := t.TempDir()
+	unit, err := os.ReadFile(repo("systemd/nodekeeper.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// verify wants ExecStart= and ExecReload= executable.
+	u := strings.ReplaceAll(string(unit), "=/usr/bin/nodekeeper ", "=/bin/true ")
+	if err := os.WriteFile(filepath.Join(dir, "nodekeeper.service"), []byte(u), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := exposure(t, filepath.Join(dir, "nodekeeper.service"))
+	sys := sysTree(t, map[string]string{"devices/system/node/node0/compact": "", "devices/system/node/node1/compact": "",
+		"fs/cgroup/cpuset/cpuset.cpus": "0-3\n"})
+	if o, err := run(t, "", []string{"NODEKEEPER_GENERATOR_SYSFS=" + sys}, "sh", repo("systemd/nodekeeper-generator"), dir); err != nil {
+		t.Fatalf("nodekeeper-generator: %v\n%s", err, o)
+	}
+	if out, err := run(t, "", nil, "systemd-analyze", "verify", "--man=no", filepath.Join(dir, "nodekeeper.service")); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("systemd-analyze verify nodekeeper.service + generated drop-ins: %v\n%s", err, out)
+	}
+	v1, out := exposure(t, filepath.Join(dir, "nodekeeper.service"))
+	t.Logf("exposure: %.1f without the generator's drop-ins (cgroup v2), %.1f with them on a cgroup v1 host", base, v1)
+	if v1 > 2.5 {
+		t.Errorf("nodekeeper.service with the v1 drop-in: exposure %.1f, want at most 2.5\n%s", v1, out)
+	}
+	if v1 <= base || !strings.Contains(out, "✗ CapabilityBoundingSet=~CAP_SYS_(NICE|RESOURCE)") {
+		t.Errorf("systemd-analyze did not read the generated drop-ins (exposure %.1f, without them %.1f):\n%s", v1, base, out)
 	}
 }
 

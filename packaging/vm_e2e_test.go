@@ -5,23 +5,26 @@ package packaging_test
 // cpuset controller, systemd, D-Bus, irqbalance 1.9 and a stand-in kubelet):
 // the .deb that `make deb` builds is installed by image/scripts/install.sh,
 // the image's install step, with a config.d override; the hardened unit is
-// started; a fake Azure IMDS in the guest (internal/imds/imdstest/fakeimds)
-// walks a Freeze for this VM from Scheduled to Started; the daemon is paused
+// started; a fake Azure IMDS (internal/imds/imdstest/fakeimds) at
+// 169.254.169.254, in a network namespace of the guest's, walks a Freeze for this VM from Scheduled to Started; the daemon is paused
 // for 5 s with SIGSTOP, as a VM pause stops it, and the NIC queue IRQs
 // collapse onto CPU 0 meanwhile, as in the incident; after SIGCONT the Freeze
 // goes away. The daemon must see one pause tied to the Freeze, repair the
 // spread by restarting irqbalance over D-Bus after irq.settleDelay, verify
 // it, keep kubelet pinned (enforced by cgroup v2), have compacted memory at
 // start, and say all of it in the journal and the metrics without a single
-// permission error from its sandbox. Package removal then stops it and
-// gives kubelet every CPU back.
+// permission error from its sandbox. The sandbox itself is checked as it
+// runs: no capability on cgroup v2, nr_hugepages read-only, the metrics port
+// closed to a host outside the IP allow list until the documented drop-in
+// names it. Package removal then stops it and gives kubelet every CPU back.
 //
-// The guest's run.sh drives the scenario and prints key=value lines; the
-// journal, the metrics and other witnesses come back as files of the output
-// disk. The test judges them here.
+// The guest's script, testdata/vm_e2e.sh, drives the scenario and prints
+// KEY=VALUE lines (vm.Output); the journal, the metrics and other witnesses
+// come back as files of the output disk. The test judges them here.
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,6 +36,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/pause"
@@ -40,23 +47,33 @@ import (
 )
 
 const (
-	e2eVMName      = "aks-nodepool1-12345678-vmss_7"
-	e2eFreezeID    = "C7061BAC-AFDC-4513-B24B-AA5F13A16123"
-	e2eIMDSAddr    = "127.0.0.1:8254"
-	e2eMetricsAddr = "127.0.0.1:9829"
-	e2ePause       = 5 * time.Second
-	e2eSettle      = time.Second
-	e2eCheckEvery  = 5 * time.Second
+	e2eVMName   = "aks-nodepool1-12345678-vmss_7"
+	e2eFreezeID = "C7061BAC-AFDC-4513-B24B-AA5F13A16123"
+	// e2eIMDSAddr is where the fake IMDS listens: Azure's own address, in a
+	// network namespace of the guest's ("outside", over a veth pair), so
+	// that the unit's IP allow list is what lets the daemon reach it.
+	e2eIMDSAddr = "169.254.169.254:80"
+	// The metrics endpoint listens on every address (as on the node IP for
+	// fleet scraping) and is read on localhost (e2eMetricsAddr) and from the
+	// outside namespace (e2eOutsideAddr, a host the allow list does not
+	// name) on the node's veth address e2eNodeAddr.
+	e2eMetricsListen = "0.0.0.0:9829"
+	e2eMetricsAddr   = "127.0.0.1:9829"
+	e2eNodeAddr      = "192.0.2.1"
+	e2eOutsideAddr   = "192.0.2.2"
+	e2ePause         = 5 * time.Second
+	e2eSettle        = time.Second
+	e2eCheckEvery    = 5 * time.Second
 	// e2eCooldown is irq.cooldown: its validation floor. A restart of
 	// irqbalance is refused until irqbalance's last start is this old, and
-	// run.sh starts irqbalance itself before the scenario.
+	// testdata/vm_e2e.sh starts irqbalance itself before the scenario.
 	e2eCooldown = 10 * time.Second
 	e2eTimeout  = 8 * time.Minute
 )
 
 // e2eOverride is the image's config.d override, written by install.sh.
 // unusableIndexThreshold 0 (any free memory in blocks below the order counts)
-// makes the compaction at start a fragmentation one; run.sh later restores
+// makes the compaction at start a fragmentation one; the scenario later restores
 // the default with a second config.d file and a reload, because a node that
 // its compaction left above the threshold is, rightly, a problem for `check
 // compaction`.
@@ -64,7 +81,6 @@ var e2eOverride = fmt.Sprintf(`metrics:
   listen: %q
 imds:
   enabled: true
-  endpoint: "http://%s"
   resourceName: %q
 irq:
   settleDelay: %s
@@ -76,320 +92,18 @@ kubelet:
 compaction:
   unusableIndexThreshold: 0
   checkInterval: 5s
-`, e2eMetricsAddr, e2eIMDSAddr, e2eVMName, e2eSettle, e2eCheckEvery, e2eCooldown)
+`, e2eMetricsListen, e2eVMName, e2eSettle, e2eCheckEvery, e2eCooldown)
 
-// e2eScriptHead sets run.sh's parameters; e2eScript is the scenario.
-func e2eScriptHead(deb string) string {
-	return fmt.Sprintf(`#!/bin/bash
-set -u
-NIC=%s
-VM_NAME=%q
-IMDS=%s
-METRICS=%s
-PAUSE=%d
-COOLDOWN=%d
-DEB=%q
-MSG_SCHEDULED=%s
-MSG_PAUSE=%s
-`, vm.GuestNIC, e2eVMName, e2eIMDSAddr, e2eMetricsAddr, int(e2ePause.Seconds()), int(e2eCooldown.Seconds()), deb,
-		logging.MsgScheduledEvent, logging.MsgVMPause)
+// e2eEnv are the parameters of testdata/vm_e2e.sh, the scenario in the
+// guest; deb is the package's file name on the payload disk.
+func e2eEnv(deb string) map[string]string {
+	return map[string]string{
+		"NIC": vm.GuestNIC, "VM_NAME": e2eVMName, "IMDS": e2eIMDSAddr, "METRICS": e2eMetricsAddr,
+		"NODE_ADDR": e2eNodeAddr, "OUTSIDE_ADDR": e2eOutsideAddr,
+		"PAUSE": strconv.Itoa(int(e2ePause.Seconds())), "COOLDOWN": strconv.Itoa(int(e2eCooldown.Seconds())),
+		"DEB": deb, "MSG_SCHEDULED": logging.MsgScheduledEvent, "MSG_PAUSE": logging.MsgVMPause,
+	}
 }
-
-const e2eScript = `
-OUT=${OUTPUT_DIR:-/output}
-NK=nodekeeper.service
-problems=0
-imds_pid=
-
-now() { date +%s.%N; }
-# elapsed START: seconds since START (a now value), two decimals.
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-# over START LIMIT: true once LIMIT seconds have passed since START.
-over() { awk -v a="$1" -v b="$(now)" -v l="$2" 'BEGIN { exit !(b - a >= l) }'; }
-problem() {
-	echo "problem=$*"
-	problems=$((problems + 1))
-}
-# fatal WHY: what follows cannot run; collect what there is and stop.
-fatal() {
-	echo "fail=$*"
-	systemctl status --no-pager "$NK" >"$OUT/nodekeeper-status.txt" 2>&1
-	journalctl -u "$NK" -o json --no-pager >"$OUT/journal.json" 2>&1
-	finish 1
-}
-finish() {
-	[ -f /run/fakeimds.log ] && cp /run/fakeimds.log "$OUT/fakeimds.log"
-	# The output disk is unmounted after run.sh: nothing may keep it open.
-	if [ -n "$imds_pid" ]; then
-		kill "$imds_pid" 2>/dev/null
-		wait "$imds_pid" 2>/dev/null
-	fi
-	sync
-	exit "$1"
-}
-
-# wait_until TAG LIMIT CMD...: runs CMD every 0.2 s until it succeeds or LIMIT
-# seconds have passed; prints TAG_seconds and TAG_ok; fails when it timed out.
-wait_until() {
-	local tag=$1 limit=$2 start ok=0
-	shift 2
-	start=$(now)
-	while :; do
-		if "$@"; then
-			ok=1
-			break
-		fi
-		over "$start" "$limit" && break
-		sleep 0.2
-	done
-	echo "${tag}_seconds=$(elapsed "$start")"
-	echo "${tag}_ok=$ok"
-	[ "$ok" = 1 ]
-}
-
-# The daemon's own journal entries (not systemd's about its unit).
-nk_entries() { journalctl -q --no-pager -o cat _SYSTEMD_UNIT="$NK" "$@"; }
-has_msgid() { [ -n "$(nk_entries MESSAGE_ID="$1")" ]; }
-has_msg() { nk_entries | grep -qF -- "$1"; }
-
-# queue_irqs prints "IRQ NAME" for each queue IRQ of NIC: those of the PCI
-# parent of the virtio device behind the interface, named virtioN-input.Q and
-# virtioN-output.Q in /proc/interrupts.
-queue_irqs() {
-	local dev virt f n name
-	dev=$(readlink -f "/sys/class/net/$NIC/device") || return 1
-	virt=${dev##*/}
-	for f in "$dev"/../msi_irqs/*; do
-		n=${f##*/}
-		name=$(awk -v k="$n:" '$1 == k { print $NF }' /proc/interrupts)
-		case $name in
-		"$virt"-input.* | "$virt"-output.*) echo "$n $name" ;;
-		esac
-	done
-}
-# masks TAG: one TAG=IRQ NAME REQUESTED EFFECTIVE line per queue IRQ.
-masks() {
-	local n name
-	while read -r n name; do
-		echo "$1=$n $name $(cat "/proc/irq/$n/smp_affinity_list") $(cat "/proc/irq/$n/effective_affinity_list" 2>/dev/null)"
-	done < <(queue_irqs)
-}
-mask_sig() {
-	local n name
-	while read -r n name; do printf '%s:%s ' "$n" "$(cat "/proc/irq/$n/smp_affinity_list")"; done < <(queue_irqs)
-}
-single_cpus() {
-	local n name m rc=0
-	while read -r n name; do
-		m=$(cat "/proc/irq/$n/smp_affinity_list")
-		case $m in *[-,]*) rc=1 ;; esac
-	done < <(queue_irqs)
-	return "$rc"
-}
-# settled: irqbalance put each queue IRQ on one CPU and left them alone for 3 s.
-last_sig='' last_change=''
-settled() {
-	local sig
-	sig=$(mask_sig)
-	if [ "$sig" != "$last_sig" ]; then
-		last_sig=$sig last_change=$(now)
-		return 1
-	fi
-	single_cpus && over "$last_change" 3
-}
-
-# kubelet_state sets pid, proc (the main process's Cpus_allowed_list), eff
-# (EffectiveCPUs) and allowed (AllowedCPUs) of kubelet.service.
-kubelet_state() {
-	local k v
-	kpid='' eff='' allowed='' proc=''
-	while IFS='=' read -r k v; do
-		case $k in
-		MainPID) kpid=$v ;;
-		EffectiveCPUs) eff=$v ;;
-		AllowedCPUs) allowed=$v ;;
-		esac
-	done < <(systemctl show --property=MainPID --property=EffectiveCPUs --property=AllowedCPUs kubelet.service)
-	if [ -n "$kpid" ] && [ "$kpid" != 0 ]; then
-		proc=$(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$kpid/status" 2>/dev/null)
-	fi
-}
-show_kubelet() {
-	echo "$1_proc=$proc"
-	echo "$1_effective=$eff"
-	echo "$1_allowed=$allowed"
-}
-# nk_cpu PID: the process's user + system CPU seconds.
-nk_cpu() {
-	awk -v h="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / h }' "/proc/$1/stat"
-}
-# irqbalance_age: seconds since irqbalance.service last left inactive.
-irqbalance_age() {
-	local us
-	us=$(systemctl show --property=InactiveExitTimestampMonotonic --value irqbalance.service)
-	awk -v us="$us" -v up="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", up - us / 1e6 }'
-}
-
-echo "nproc=$(nproc)"
-echo "kernel=$(uname -r)"
-echo "irqbalance_version=$(dpkg-query --show --showformat='${Version}' irqbalance)"
-echo "controllers=$(cat /sys/fs/cgroup/cgroup.controllers)"
-echo "nohz_full=$(cat /sys/devices/system/cpu/nohz_full)"
-[ -e "/sys/class/net/$NIC/device" ] || fatal "no $NIC"
-masks boot
-
-# 1. The image's install step: the package, the override, enabled, verified.
-start=$(now)
-out=$(NODEKEEPER_CONFIG_OVERRIDE=$(cat override.yaml) bash ./install.sh "$PWD/$DEB" 2>&1)
-rc=$?
-printf '%s\n' "$out" >"$OUT/install.log"
-echo "install_exit=$rc"
-echo "install_seconds=$(elapsed "$start")"
-[ "$rc" = 0 ] || fatal "install.sh: $out"
-echo "after_install_enabled=$(systemctl is-enabled "$NK")"
-echo "after_install_active=$(systemctl is-active "$NK")"
-
-# 2. The fake IMDS: this VM's Freeze is Scheduled from the start.
-mkdir -p /run/fakeimds
-./fakeimds serve -listen "$IMDS" -vm "$VM_NAME" -dir /run/fakeimds >/run/fakeimds.log 2>&1 &
-imds_pid=$!
-imds_up() { ./fakeimds get "http://$IMDS/metadata/scheduledevents?api-version=2020-07-01" >/dev/null 2>&1; }
-wait_until imds 20 imds_up || fatal "the fake IMDS does not answer"
-./fakeimds get -bare "http://$IMDS/metadata/instance" >/dev/null 2>&1
-echo "imds_bare_exit=$?"
-
-# 3. irqbalance's own placement of the queue IRQs. irqbalance 1.9 leaves an
-# IRQ alone after its first placement only when it had to write the mask then
-# (else it writes it back every interval and undoes any skew): every mask is
-# made wide before irqbalance starts.
-systemctl stop irqbalance.service || fatal "stop irqbalance"
-while read -r n name; do
-	echo "0-$(($(nproc) - 1))" >"/proc/irq/$n/smp_affinity_list" || fatal "widen IRQ $n ($name)"
-done < <(queue_irqs)
-systemctl start irqbalance.service || fatal "start irqbalance"
-wait_until placed 60 settled || problem "irqbalance did not place the NIC IRQs: $(mask_sig)"
-masks placed
-nodekeeper check irq --output json >"$OUT/check-irq-before.json"
-echo "check_irq_before_exit=$?"
-echo "kubelet_active=$(systemctl is-active kubelet.service)"
-kubelet_state
-show_kubelet kubelet_before
-cat /proc/buddyinfo >"$OUT/buddyinfo-before.txt"
-
-# 4. Start: Type=notify, so start returns at READY=1.
-start=$(now)
-systemctl start "$NK" || fatal "systemctl start $NK"
-echo "start_seconds=$(elapsed "$start")"
-echo "active_after_start=$(systemctl is-active "$NK")"
-echo "nk_cpu_at_ready=$(nk_cpu "$(systemctl show --property=MainPID --value "$NK")")"
-echo "nk_ready_at=$(now)"
-kubelet_state
-show_kubelet kubelet_at_ready
-wait_until freeze_scheduled 20 has_msg "scheduled event for this VM" || fatal "the daemon did not see the Freeze"
-
-# A restart of irqbalance is refused until its last start is irq.cooldown
-# old; the repair comes PAUSE + settleDelay after the stop.
-old_enough() { awk -v a="$(irqbalance_age)" -v c="$COOLDOWN" -v p="$PAUSE" 'BEGIN { exit !(a + p >= c + 1) }'; }
-wait_until cooldown 30 old_enough || problem "irqbalance started too recently: $(irqbalance_age) s ago"
-
-# 5. The Freeze starts.
-touch /run/fakeimds/start
-wait_until freeze_started 20 has_msgid "$MSG_SCHEDULED" || fatal "the daemon did not see the Freeze start"
-
-# 6. The pause: the daemon stops for PAUSE seconds, and the queue IRQs
-# collapse onto CPU 0 meanwhile.
-pid=$(systemctl show --property=MainPID --value "$NK")
-echo "nk_pid=$pid"
-kill -STOP "$pid" || fatal "SIGSTOP $pid"
-stop_at=$(now)
-stopped() { [ "$(awk '{ print $3 }' "/proc/$pid/stat")" = T ]; }
-if ! wait_until sigstop 2 stopped; then
-	kill -CONT "$pid"
-	fatal "the daemon did not stop"
-fi
-while read -r n name; do
-	echo 0 >"/proc/irq/$n/smp_affinity_list" || problem "skew IRQ $n ($name) onto CPU 0"
-done < <(queue_irqs)
-masks skewed
-sleep "$(awk -v a="$stop_at" -v b="$(now)" -v p="$PAUSE" 'BEGIN { d = p - (b - a); printf "%.3f", (d > 0 ? d : 0) }')"
-masks before_cont
-echo "cont_at_us=$(date +%s%6N)"
-kill -CONT "$pid"
-echo "stopped_seconds=$(elapsed "$stop_at")"
-cont_at=$(now)
-
-# 7. The daemon sees the pause; Azure removes the event after the impact.
-wait_until pause_seen 15 has_msgid "$MSG_PAUSE" || problem "no VM pause in the journal"
-touch /run/fakeimds/remove
-wait_until freeze_over 20 has_msg "scheduled event over" || problem "the daemon did not see the Freeze end"
-wait_until verified 45 has_msg "after the VM pause: spread" || problem "no verdict after the pause"
-echo "cont_to_verified_seen=$(elapsed "$cont_at")"
-masks repaired
-
-# 8. kubelet follows the new placement at a later check.
-kubelet_ok() { nodekeeper check kubelet >/dev/null 2>&1; }
-wait_until kubelet_check 30 kubelet_ok || problem "check kubelet: $(nodekeeper check kubelet)"
-
-# 9. The tiny compaction threshold was for the start: back to the default,
-# with a reload (SIGHUP).
-printf 'compaction:\n  unusableIndexThreshold: 0.8\n' >/etc/nodekeeper/config.d/60-compaction.yaml
-nodekeeper config validate || problem "config validate with 60-compaction.yaml"
-systemctl reload "$NK" || problem "systemctl reload $NK"
-wait_until reloaded 15 has_msg "configuration reloaded" || problem "no reload in the journal"
-compaction_ok() { nodekeeper check compaction >/dev/null 2>&1; }
-wait_until compaction_check 30 compaction_ok || problem "check compaction: $(nodekeeper check compaction)"
-
-# 9b. Without irqbalance the daemon spreads the queue IRQs itself: the
-# hardened unit must be able to write /proc/irq.
-systemctl mask --now irqbalance.service >/dev/null 2>&1 || problem "mask irqbalance"
-while read -r n name; do
-	echo 0 >"/proc/irq/$n/smp_affinity_list" || problem "skew IRQ $n ($name) onto CPU 0"
-done < <(queue_irqs)
-masks skewed_again
-wait_until own_spread 60 has_msg "IRQ masks written" || problem "no spread of our own with irqbalance masked"
-spread_ok() { nodekeeper check irq >/dev/null 2>&1; }
-wait_until own_spread_verified 20 spread_ok || problem "check irq after our own spread: $(nodekeeper check irq)"
-masks spread_by_nodekeeper
-
-# 10. The witnesses.
-nodekeeper check all >"$OUT/check-all.txt" 2>&1
-echo "check_all_exit=$?"
-nodekeeper check all --output json >"$OUT/check-all.json" 2>&1
-./fakeimds get "http://$METRICS/metrics" >"$OUT/metrics.txt"
-echo "metrics_exit=$?"
-systemctl show "$NK" >"$OUT/nodekeeper-show.txt"
-systemctl show --property=AllowedCPUs --property=EffectiveCPUs kubelet.service >"$OUT/kubelet-show.txt"
-kubelet_state
-show_kubelet kubelet_end
-masks end
-cp /run/nodekeeper/state.json "$OUT/state.json"
-nodekeeper status >"$OUT/status.txt" 2>&1
-echo "nk_cpu_seconds=$(nk_cpu "$pid")"
-echo "nk_end_at=$(now)"
-echo "nk_rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")"
-echo "nk_alive_seconds=$(ps -o etimes= -p "$pid" | tr -d ' ')"
-echo "main_pid_end=$(systemctl show --property=MainPID --value "$NK")"
-
-# 11. Removal: the daemon stops, kubelet's pin goes, the conffile stays.
-dpkg -L nodekeeper >"$OUT/dpkg-L.txt"
-files=()
-while read -r p; do [ -d "$p" ] || files+=("$p"); done <"$OUT/dpkg-L.txt"
-dpkg --remove nodekeeper >"$OUT/dpkg-remove.log" 2>&1
-echo "remove_exit=$?"
-echo "after_remove_status=$(dpkg-query --show --showformat='${db:Status-Status}' nodekeeper)"
-echo "after_remove_load=$(systemctl show --property=LoadState --value "$NK")"
-echo "after_remove_active=$(systemctl show --property=ActiveState --value "$NK")"
-kubelet_state
-show_kubelet after_remove
-for p in "${files[@]}"; do
-	if [ -e "$p" ] || [ -L "$p" ]; then echo "left=$p"; fi
-done
-echo "after_remove_config_d=$(ls /etc/nodekeeper/config.d | tr '\n' ' ')"
-journalctl -u "$NK" -o json --no-pager >"$OUT/journal.json"
-echo "problems=$problems"
-[ "$problems" = 0 ]
-finish $?
-`
 
 // buildFakeIMDS builds the fake IMDS for the guest (static).
 func buildFakeIMDS(t *testing.T) []byte {
@@ -404,55 +118,14 @@ func buildFakeIMDS(t *testing.T) []byte {
 	return b
 }
 
-// e2eOutput is run.sh's output: key=value lines (a key may repeat).
-type e2eOutput map[string][]string
-
-func parseE2EOutput(out string) e2eOutput {
-	o := e2eOutput{}
-	for _, line := range strings.Split(out, "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && k != "" && !strings.ContainsAny(k, " \t") {
-			o[k] = append(o[k], v)
-		}
-	}
-	return o
-}
-
-func (o e2eOutput) one(t *testing.T, k string) string {
-	t.Helper()
-	if len(o[k]) != 1 {
-		t.Errorf("%s: got %q, want one value", k, o[k])
-		return ""
-	}
-	return o[k][0]
-}
-
-func (o e2eOutput) float(t *testing.T, k string) float64 {
-	t.Helper()
-	s := o.one(t, k)
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		t.Errorf("%s = %q: not a number", k, s)
-	}
-	return f
-}
-
-func (o e2eOutput) want(t *testing.T, kvs ...string) {
-	t.Helper()
-	for i := 0; i+1 < len(kvs); i += 2 {
-		if got := o.one(t, kvs[i]); got != kvs[i+1] {
-			t.Errorf("%s = %q, want %q", kvs[i], got, kvs[i+1])
-		}
-	}
-}
-
 // irqCPUs reads the "IRQ NAME REQUESTED EFFECTIVE" lines of key k and
 // returns the CPU of each IRQ as the irq check defines it (the single CPU of
 // its requested mask, else its effective CPU) and the lines by IRQ.
-func (o e2eOutput) irqCPUs(t *testing.T, k string) (cpuset.Set, map[string]string) {
+func irqCPUs(t *testing.T, o vm.Output, k string) (cpuset.Set, map[string]string) {
 	t.Helper()
 	var used cpuset.Set
 	lines := map[string]string{}
-	for _, line := range o[k] {
+	for _, line := range o.Values(k) {
 		f := strings.Fields(line)
 		if len(f) < 3 {
 			t.Errorf("%s=%s: want IRQ NAME REQUESTED [EFFECTIVE]", k, line)
@@ -474,7 +147,7 @@ func (o e2eOutput) irqCPUs(t *testing.T, k string) (cpuset.Set, map[string]strin
 		used = used.Union(cpu)
 	}
 	if len(lines) != 4 {
-		t.Errorf("%s: %d NIC queue IRQs %v, want 4 (2 queue pairs)", k, len(lines), o[k])
+		t.Errorf("%s: %d NIC queue IRQs %v, want 4 (2 queue pairs)", k, len(lines), o.Values(k))
 	}
 	return used, lines
 }
@@ -545,29 +218,63 @@ func formatEntries(j []journalEntry) string {
 	return b.String()
 }
 
-// sample sums the samples of name whose labels include all of labels (as
-// key="value") in a Prometheus text exposition; found says there was one.
-func sample(text, name string, labels ...string) (sum float64, found bool) {
-	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || strings.HasPrefix(line, "#") {
+// metricFamilies parses a Prometheus text exposition.
+func metricFamilies(t *testing.T, text []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		t.Errorf("the metrics are not a Prometheus text exposition: %v\n%s", err, text)
+	}
+	return fams
+}
+
+// sample sums the values of the series of name whose labels include all of
+// labels (each key="value"); a histogram's NAME_count and NAME_sum are its
+// sample count and sum. found says there was such a series.
+func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) (sum float64, found bool) {
+	fam, part := fams[name], ""
+	for _, suffix := range []string{"_count", "_sum"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && fam == nil && fams[base] != nil {
+			fam, part = fams[base], suffix
+		}
+	}
+	if fam == nil {
+		return 0, false
+	}
+	want := map[string]string{}
+	for _, l := range labels {
+		k, v, _ := strings.Cut(l, "=")
+		if u, err := strconv.Unquote(v); err == nil {
+			v = u
+		}
+		want[k] = v
+	}
+	for _, m := range fam.GetMetric() {
+		have := 0
+		for _, lp := range m.GetLabel() {
+			if v, ok := want[lp.GetName()]; ok && v == lp.GetValue() {
+				have++
+			}
+		}
+		if have != len(want) {
 			continue
 		}
-		series, value, ok := strings.Cut(rest, " ")
-		if !ok || (series != "" && !strings.HasPrefix(series, "{")) {
+		switch {
+		case m.Histogram != nil && part == "_count":
+			sum += float64(m.GetHistogram().GetSampleCount())
+		case m.Histogram != nil && part == "_sum":
+			sum += m.GetHistogram().GetSampleSum()
+		case m.Counter != nil && part == "":
+			sum += m.GetCounter().GetValue()
+		case m.Gauge != nil && part == "":
+			sum += m.GetGauge().GetValue()
+		case m.Untyped != nil && part == "":
+			sum += m.GetUntyped().GetValue()
+		default:
 			continue
 		}
-		all := true
-		for _, l := range labels {
-			all = all && strings.Contains(series, l)
-		}
-		if !all {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.Fields(value)[0], 64); err == nil {
-			sum += v
-			found = true
-		}
+		found = true
 	}
 	return sum, found
 }
@@ -586,7 +293,6 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	}
 	debName := filepath.Base(p.deb)
 	payload := map[string][]byte{
-		"run.sh":        []byte(e2eScriptHead(debName) + e2eScript),
 		"install.sh":    install,
 		debName:         deb,
 		"fakeimds":      buildFakeIMDS(t),
@@ -596,16 +302,18 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	// Waiting for another VM of this host does not count against e2eTimeout.
 	ctx, cancel := context.WithTimeout(t.Context(), e2eTimeout+15*time.Minute)
 	defer cancel()
-	res, err := vm.Run(t, ctx, vm.Options{CPUs: 4, NICQueues: 2, OutputMiB: 32, Payload: payload, Timeout: e2eTimeout})
+	res, err := vm.Run(t, ctx, vm.Options{CPUs: 4, NICQueues: 2, OutputMiB: 32, Payload: payload, Timeout: e2eTimeout,
+		Script: "testdata/vm_e2e.sh", Env: e2eEnv(debName)})
 	if res == nil {
 		t.Fatal(err)
 	}
-	o, journal, own := guestRun(t, res, err, "install.log", "dpkg-remove.log", "check-all.txt", "fakeimds.log", "nodekeeper-status.txt")
+	o, journal, own := guestRun(t, res, err, "install.log", "dpkg-remove.log", "check-all.txt", "fakeimds.log", "nodekeeper-status.txt",
+		"security.txt")
 
 	// The install step and the start.
-	o.want(t, "nproc", "4", "install_exit", "0", "after_install_enabled", "enabled", "after_install_active", "inactive",
+	o.Want(t, "nproc", "4", "install_exit", "0", "after_install_enabled", "enabled", "after_install_active", "inactive",
 		"active_after_start", "active", "imds_bare_exit", "1", "kubelet_active", "active")
-	if c := strings.Fields(o.one(t, "controllers")); !slices.Contains(c, "cpuset") {
+	if c := strings.Fields(o.One(t, "controllers")); !slices.Contains(c, "cpuset") {
 		t.Errorf("the guest's cgroup2 controllers %q lack cpuset", c)
 	}
 	for _, s := range []string{"installing nodekeeper", "wrote /etc/nodekeeper/config.d/50-image.yaml", "done:"} {
@@ -613,8 +321,8 @@ func TestVMPackageFreezeResume(t *testing.T) {
 			t.Errorf("install.sh does not say %q:\n%s", s, res.Files["install.log"])
 		}
 	}
-	placed, _ := o.irqCPUs(t, "placed")
-	if o.one(t, "check_irq_before_exit") != "0" {
+	placed, _ := irqCPUs(t, o, "placed")
+	if o.One(t, "check_irq_before_exit") != "0" {
 		t.Logf("note: irqbalance's placement (CPUs %s) was not a good spread before the start: the first check repairs it", placed)
 	}
 
@@ -629,11 +337,31 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		t.Errorf("nodekeeper.service: ActiveState=%s SubState=%s NRestarts=%s, want active, running, 0",
 			show["ActiveState"], show["SubState"], show["NRestarts"])
 	}
-	if show["MainPID"] != o.one(t, "nk_pid") {
-		t.Errorf("MainPID %s at the end, %s at the pause: the daemon was restarted", show["MainPID"], o.one(t, "nk_pid"))
+	if show["MainPID"] != o.One(t, "nk_pid") {
+		t.Errorf("MainPID %s at the end, %s at the pause: the daemon was restarted", show["MainPID"], o.One(t, "nk_pid"))
 	}
 	if !strings.HasPrefix(show["StatusText"], "IRQ spread ok") {
 		t.Errorf("StatusText=%q, want the IRQ spread ok", show["StatusText"])
+	}
+
+	// The sandbox as it ran (cgroup v2): no capability at all, of /sys only
+	// the node's compact file writable, the exposure within bounds; the
+	// metrics port answers localhost, not another host until the documented
+	// drop-in allows its network.
+	o.Want(t, "nk_capeff", "0000000000000000", "nk_capbnd", "0000000000000000",
+		"generated_dropins", "50-node-compact.conf ",
+		"generated_compact", "ReadWritePaths=-/sys/devices/system/node/node0/compact",
+		"sandbox_compact_exit", "0", "sandbox_compact_err", "",
+		"scrape_dropin_ok", "1", "scrape_local_dropin_exit", "0")
+	if o.One(t, "sandbox_nr_hugepages_exit") == "0" || !strings.Contains(o.One(t, "sandbox_nr_hugepages_err"), "Read-only file system") {
+		t.Errorf("in the daemon's mount namespace nr_hugepages: exit %s %q, want a Read-only file system error",
+			o.One(t, "sandbox_nr_hugepages_exit"), o.One(t, "sandbox_nr_hugepages_err"))
+	}
+	if x := o.Float(t, "security_exposure"); x <= 0 || x > 2.5 {
+		t.Errorf("systemd-analyze security nodekeeper.service in the guest: %v, want at most 2.5\n%s", x, res.Files["security.txt"])
+	}
+	if o.One(t, "scrape_outside_exit") == "0" {
+		t.Errorf("the metrics port answered %s from %s, an address the unit's IPAddressAllow= does not name", e2eNodeAddr, e2eOutsideAddr)
 	}
 
 	// The journal: every kind of entry the scenario must produce.
@@ -704,7 +432,7 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	}
 
 	// The pause and its repair, in order, after SIGCONT.
-	contUS, _ := strconv.ParseInt(o.one(t, "cont_at_us"), 10, 64)
+	contUS, _ := strconv.ParseInt(o.One(t, "cont_at_us"), 10, 64)
 	cont := time.UnixMicro(contUS)
 	pauses := byID[logging.MsgVMPause]
 	if len(pauses) != 1 {
@@ -714,7 +442,7 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		if pe["SOURCE"] != "clock" || pe["EVENT_ID"] != e2eFreezeID {
 			t.Errorf("VM pause entry SOURCE=%s EVENT_ID=%s, want clock and the Freeze %s", pe["SOURCE"], pe["EVENT_ID"], e2eFreezeID)
 		}
-		stopped := o.float(t, "stopped_seconds")
+		stopped := o.Float(t, "stopped_seconds")
 		// The detector reports the gap beyond one tick, so the length lies
 		// within [stopped − tick, stopped] (plus scheduling jitter).
 		tick := pause.DefaultTick.Seconds()
@@ -769,8 +497,8 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	}
 
 	// The metrics.
-	metricsText := string(res.Files["metrics.txt"])
-	o.want(t, "metrics_exit", "0")
+	fams := metricFamilies(t, res.Files["metrics.txt"])
+	o.Want(t, "metrics_exit", "0")
 	for _, m := range []struct {
 		name    string
 		labels  []string
@@ -785,7 +513,7 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		{"nodekeeper_compactions_total", []string{`reason="fragmentation"`, `result="success"`}, 1, true},
 		{"nodekeeper_imds_up", nil, 1, false},
 	} {
-		v, found := sample(metricsText, m.name, m.labels...)
+		v, found := sample(fams, m.name, m.labels...)
 		if !found || (!m.atLeast && v != m.want) || (m.atLeast && v < m.want) {
 			cmp := "="
 			if m.atLeast {
@@ -795,29 +523,29 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{`outcome="already_ok"`, `outcome="failed"`} {
-		if v, _ := sample(metricsText, "nodekeeper_pause_to_verified_seconds_count", bad); v != 0 {
+		if v, _ := sample(fams, "nodekeeper_pause_to_verified_seconds_count", bad); v != 0 {
 			t.Errorf("nodekeeper_pause_to_verified_seconds_count{%s} = %v, want 0", bad, v)
 		}
 	}
-	verifySum, _ := sample(metricsText, "nodekeeper_pause_to_verified_seconds_sum", `outcome="repaired"`)
+	verifySum, _ := sample(fams, "nodekeeper_pause_to_verified_seconds_sum", `outcome="repaired"`)
 
 	// kubelet: pinned by cgroup v2, off the NIC IRQ CPUs when there are
 	// enough CPUs free of them, else on exactly kubelet.minCPUs CPUs.
-	irqEnd, endLines := o.irqCPUs(t, "end")
-	o.irqCPUs(t, "placed")
-	skewed, _ := o.irqCPUs(t, "before_cont")
+	irqEnd, endLines := irqCPUs(t, o, "end")
+	irqCPUs(t, o, "placed")
+	skewed, _ := irqCPUs(t, o, "before_cont")
 	if !skewed.Equal(cpuset.New(0)) {
 		t.Errorf("just before SIGCONT the NIC IRQs were on CPUs %s, want only 0: the skew did not hold through the pause", skewed)
 	}
 	if irqEnd.Len() < 3 {
 		t.Errorf("after the repair the NIC IRQs are on CPUs %s (%v), want at least 3 of 4", irqEnd, endLines)
 	}
-	kubeProc := o.one(t, "kubelet_end_proc")
+	kubeProc := o.One(t, "kubelet_end_proc")
 	kube, err := cpuset.ParseList(kubeProc)
 	if err != nil || kube.IsEmpty() {
 		t.Errorf("kubelet's Cpus_allowed_list at the end = %q (%v)", kubeProc, err)
 	}
-	if eff, allowed := o.one(t, "kubelet_end_effective"), o.one(t, "kubelet_end_allowed"); eff != kube.List() || allowed != kube.List() {
+	if eff, allowed := o.One(t, "kubelet_end_effective"), o.One(t, "kubelet_end_allowed"); eff != kube.List() || allowed != kube.List() {
 		t.Errorf("kubelet: Cpus_allowed_list %s, EffectiveCPUs %q, AllowedCPUs %q: want all three equal (cgroup v2 enforcing the pin)",
 			kube, eff, allowed)
 	}
@@ -830,21 +558,21 @@ func TestVMPackageFreezeResume(t *testing.T) {
 	} else if kube.Len() != minCPUs {
 		t.Errorf("the NIC IRQs cover CPUs %s: kubelet on %s, want exactly kubelet.minCPUs = %d CPUs", irqEnd, kube, minCPUs)
 	}
-	o.want(t, "kubelet_before_proc", "0-3", "kubelet_before_allowed", "")
-	if o.one(t, "kubelet_at_ready_allowed") == "" {
+	o.Want(t, "kubelet_before_proc", "0-3", "kubelet_before_allowed", "")
+	if o.One(t, "kubelet_at_ready_allowed") == "" {
 		t.Errorf("kubelet had no AllowedCPUs when systemctl start returned: the pin must come before READY=1")
 	}
 
 	// Every check passes at the end.
-	o.want(t, "check_all_exit", "0")
+	o.Want(t, "check_all_exit", "0")
 
 	// Removal.
-	o.want(t, "remove_exit", "0", "after_remove_status", "config-files", "after_remove_active", "inactive",
+	o.Want(t, "remove_exit", "0", "after_remove_status", "config-files", "after_remove_active", "inactive",
 		"after_remove_allowed", "", "after_remove_proc", "0-3")
-	if l := o.one(t, "after_remove_load"); l != "masked" && l != "not-found" {
+	if l := o.One(t, "after_remove_load"); l != "masked" && l != "not-found" {
 		t.Errorf("nodekeeper.service LoadState after dpkg --remove = %q, want masked or not-found", l)
 	}
-	if left := o["left"]; !slices.Equal(left, []string{"/etc/nodekeeper/config.yaml"}) {
+	if left := o.Values("left"); !slices.Equal(left, []string{"/etc/nodekeeper/config.yaml"}) {
 		t.Errorf("after dpkg --remove the package left %q, want only the conffile /etc/nodekeeper/config.yaml", left)
 	}
 
@@ -858,24 +586,26 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		resumeToVerified = fmt.Sprintf("%.2f s (journal: SIGCONT %s → check %.2f s → verified %.2f s)", verifySum,
 			cont.Format("15:04:05.000"), checkAt.Sub(cont).Seconds(), verifiedAt.Sub(cont).Seconds())
 	}
-	cpuEnd, cpuReady := o.float(t, "nk_cpu_seconds"), o.float(t, "nk_cpu_at_ready")
-	span := o.float(t, "nk_end_at") - o.float(t, "nk_ready_at")
+	cpuEnd, cpuReady := o.Float(t, "nk_cpu_seconds"), o.Float(t, "nk_cpu_at_ready")
+	span := o.Float(t, "nk_end_at") - o.Float(t, "nk_ready_at")
 	t.Logf("numbers (TCG guest: CPU costs are many times a real node's): VM boot %.1f s (guest uptime %.1f s at the payload), "+
 		"install.sh %.1f s, systemctl start → READY=1 %.2f s; compaction at start %s; resume → verified %s; "+
+		"exposure %s; scrape from outside refused (exit %s after %s s), allowed by the drop-in after %s s; "+
 		"daemon CPU %.2f s in %s s alive (%.2f s to READY=1, then %.2f s in %.0f s: %.1f %% of a CPU), VmRSS %d KiB; "+
 		"NIC IRQs placed on %s → skewed onto %s → repaired onto %s; kubelet on %s; VM gone after %.1f s",
-		res.BootSeconds, res.GuestUptime, o.float(t, "install_seconds"), o.float(t, "start_seconds"), compaction, resumeToVerified,
-		cpuEnd, o.one(t, "nk_alive_seconds"), cpuReady, cpuEnd-cpuReady, span, 100*(cpuEnd-cpuReady)/span,
-		int(o.float(t, "nk_rss_kib")), placed, skewed, irqEnd, kube, res.Duration.Seconds())
+		res.BootSeconds, res.GuestUptime, o.Float(t, "install_seconds"), o.Float(t, "start_seconds"), compaction, resumeToVerified,
+		o.One(t, "security_exposure"), o.One(t, "scrape_outside_exit"), o.One(t, "scrape_outside_seconds"), o.One(t, "scrape_dropin_seconds"),
+		cpuEnd, o.One(t, "nk_alive_seconds"), cpuReady, cpuEnd-cpuReady, span, 100*(cpuEnd-cpuReady)/span,
+		int(o.Float(t, "nk_rss_kib")), placed, skewed, irqEnd, kube, res.Duration.Seconds())
 }
 
 // guestRun parses a payload's results, prints them and the daemon's journal
 // (with the listed output files) when the test fails, and fails the test on
-// a stopped scenario, a reported problem or a non-zero exit of run.sh.
-func guestRun(t *testing.T, res *vm.Result, err error, files ...string) (e2eOutput, []journalEntry, []journalEntry) {
+// a stopped scenario, a reported problem or a non-zero exit of the scenario.
+func guestRun(t *testing.T, res *vm.Result, err error, files ...string) (vm.Output, []journalEntry, []journalEntry) {
 	t.Helper()
 	t.Logf("payload output:\n%s", res.Output)
-	o := parseE2EOutput(res.Output)
+	o := vm.ParseOutput(res.Output)
 	journal := parseJournal(t, res.Files["journal.json"])
 	var own []journalEntry // the daemon's own entries
 	for _, e := range journal {
@@ -896,14 +626,40 @@ func guestRun(t *testing.T, res *vm.Result, err error, files ...string) (e2eOutp
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fails := o["fail"]; len(fails) > 0 {
-		t.Fatalf("the scenario stopped in the guest: %s", strings.Join(fails, "; "))
-	}
-	for _, pr := range o["problem"] {
-		t.Errorf("in the guest: %s", pr)
-	}
-	if res.ExitCode != 0 {
-		t.Errorf("run.sh exit code %d, want 0", res.ExitCode)
-	}
+	o.Report(t, res.ExitCode)
 	return o, journal, own
+}
+
+func TestSample(t *testing.T) {
+	fams := metricFamilies(t, []byte(`# TYPE a_total counter
+a_total{source="clock",type="x"} 2
+a_total{source="imds",type="x"} 1
+# TYPE h_seconds histogram
+h_seconds_bucket{outcome="repaired",le="+Inf"} 3
+h_seconds_sum{outcome="repaired"} 4.5
+h_seconds_count{outcome="repaired"} 3
+# TYPE up gauge
+up 1
+`))
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		sum    float64
+		found  bool
+	}{
+		{"a_total", nil, 3, true},
+		{"a_total", []string{`source="clock"`}, 2, true},
+		{"a_total", []string{`source="clock"`, `type="x"`}, 2, true},
+		{"a_total", []string{`source="clock"`, `type="y"`}, 0, false},
+		{"h_seconds_count", []string{`outcome="repaired"`}, 3, true},
+		{"h_seconds_sum", []string{`outcome="repaired"`}, 4.5, true},
+		{"h_seconds_count", []string{`outcome="failed"`}, 0, false},
+		{"h_seconds", nil, 0, false},
+		{"up", nil, 1, true},
+		{"down", nil, 0, false},
+	} {
+		if sum, found := sample(fams, tc.name, tc.labels...); sum != tc.sum || found != tc.found {
+			t.Errorf("sample(%s%v) = %v, %v; want %v, %v", tc.name, tc.labels, sum, found, tc.sum, tc.found)
+		}
+	}
 }

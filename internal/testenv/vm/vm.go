@@ -9,7 +9,11 @@
 // the guest goes to a temporary overlay and the image is never modified.
 //
 // A test hands Run a payload: files, among them an executable run.sh, put on a
-// small ext4 disk (mkfs.ext4 -d, no loop mount) labelled "payload". In the
+// small ext4 disk (mkfs.ext4 -d, no loop mount) labelled "payload". Most tests
+// give a Script instead: a bash script file of their own (testdata/, where
+// shellcheck checks it) with its parameters in Env; it sources guest/lib.sh,
+// whose output conventions (KEY=VALUE results, problem= and fail= lines,
+// blocks) ParseOutput reads back on the host. In the
 // guest, nodekeeper-test-payload.service mounts it read-only at /payload once
 // multi-user.target is reached (kubelet, irqbalance and D-Bus are up), runs
 // run.sh as root with /payload as its working directory, and writes its output
@@ -31,15 +35,18 @@ package vm
 import (
 	"bytes"
 	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,11 +115,23 @@ type Options struct {
 	// VM's own. 0 means no NIC at all.
 	NICQueues int
 	// Payload holds the files of the payload disk, by path relative to its
-	// root ("run.sh", "bin/nodekeeper", "nodekeeper_1.0_amd64.deb"). run.sh
-	// is required and is executed, so it starts with a #! line; every file
-	// gets mode 0755 and is owned by root. The disk is read-only in the
-	// guest: write to /tmp, /run or /output.
+	// root ("bin/nodekeeper", "nodekeeper_1.0_amd64.deb"). Without Script it
+	// must hold run.sh, which is executed, so it starts with a #! line;
+	// every file gets mode 0755 and is owned by root. The disk is read-only
+	// in the guest: write to /tmp, /run or /output.
 	Payload map[string][]byte
+	// Script, when set, is the payload's program: the path of a bash script
+	// on the host (relative to the test's directory, e.g.
+	// "testdata/scenario.sh"), so that shellcheck checks it as the file it
+	// is. It runs as /payload/main.sh with Env in its environment, next to
+	// lib.sh, this package's guest helpers (guest/lib.sh: the output
+	// conventions Output reads, waiting, the NIC's queue IRQs), which it
+	// sources. Payload must then not hold run.sh, main.sh, lib.sh or
+	// params.env.
+	Script string
+	// Env are Script's parameters, set in its environment: names of
+	// capitals, digits and underscores, values of one line.
+	Env map[string]string
 	// OutputMiB, when > 0, adds a writable disk of that size, mounted at
 	// /output in the guest (run.sh also finds it in $OUTPUT_DIR); the files
 	// the payload leaves there come back in Result.Files.
@@ -211,9 +230,13 @@ func Run(t testing.TB, ctx context.Context, opts Options) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 
+	payload, err := opts.payload()
+	if err != nil {
+		return nil, fmt.Errorf("vm: %w", err)
+	}
 	dir := t.TempDir()
 	payloadImg := filepath.Join(dir, "payload.img")
-	if err := makePayloadDisk(ctx, filepath.Join(dir, "payload"), payloadImg, opts.Payload); err != nil {
+	if err := makePayloadDisk(ctx, filepath.Join(dir, "payload"), payloadImg, payload); err != nil {
 		return nil, fmt.Errorf("vm: payload disk: %w", err)
 	}
 	var outputImg string
@@ -229,7 +252,8 @@ func Run(t testing.TB, ctx context.Context, opts Options) (*Result, error) {
 
 	var cmd *exec.Cmd
 	if opts.NICQueues > 0 {
-		cmd = exec.Command("unshare", append([]string{"--net", "--", "/bin/sh", "-c", netnsScript(opts.NICQueues), "sh", qemuBinary}, args...)...)
+		c := netnsCommand(opts.NICQueues, args)
+		cmd = exec.Command(c[0], c[1:]...)
 	} else {
 		cmd = exec.Command(qemuBinary, args...)
 	}
@@ -331,8 +355,24 @@ func (o *Options) fill() error {
 	case o.Timeout < 0:
 		return fmt.Errorf("negative Timeout %v", o.Timeout)
 	}
-	if _, ok := o.Payload["run.sh"]; !ok {
-		return errors.New("the payload has no run.sh")
+	if o.Script == "" {
+		if len(o.Env) > 0 {
+			return errors.New("Env without a Script")
+		}
+		if _, ok := o.Payload["run.sh"]; !ok {
+			return errors.New("the payload has no run.sh")
+		}
+	} else {
+		for _, name := range []string{"run.sh", "main.sh", "lib.sh", "params.env"} {
+			if _, ok := o.Payload[name]; ok {
+				return fmt.Errorf("payload file %s: the name is taken by Script", name)
+			}
+		}
+		for k, v := range o.Env {
+			if !envName.MatchString(k) || strings.ContainsAny(v, "\n\r\x00") {
+				return fmt.Errorf("Env %q=%q: want a NAME of capitals, digits and underscores and a value of one line", k, v)
+			}
+		}
 	}
 	for name := range o.Payload {
 		if !validName(name) {
@@ -345,6 +385,45 @@ func (o *Options) fill() error {
 		}
 	}
 	return nil
+}
+
+var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
+//go:embed guest/run.sh guest/lib.sh
+var guest embed.FS
+
+// payload returns the files of the payload disk: Payload, plus with a
+// Script the script as main.sh, the runner, the helpers and the parameters.
+func (o *Options) payload() (map[string][]byte, error) {
+	if o.Script == "" {
+		return o.Payload, nil
+	}
+	files := maps.Clone(o.Payload)
+	if files == nil {
+		files = map[string][]byte{}
+	}
+	script, err := os.ReadFile(o.Script)
+	if err != nil {
+		return nil, fmt.Errorf("the payload's script: %w", err)
+	}
+	files["main.sh"] = script
+	for _, name := range []string{"run.sh", "lib.sh"} {
+		if files[name], err = guest.ReadFile("guest/" + name); err != nil {
+			return nil, err
+		}
+	}
+	files["params.env"] = envFile(o.Env)
+	return files, nil
+}
+
+// envFile is params.env: one NAME=VALUE a line, sorted by name, read by
+// guest/run.sh without any quoting.
+func envFile(env map[string]string) []byte {
+	var b bytes.Buffer
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		fmt.Fprintf(&b, "%s=%s\n", k, env[k])
+	}
+	return b.Bytes()
 }
 
 func validName(name string) bool {
@@ -465,20 +544,14 @@ func qemuArgs(img Image, opts Options, payloadImg, outputImg, consoleLog, output
 // driveFile escapes a path for a -drive option (a comma is doubled).
 func driveFile(p string) string { return strings.ReplaceAll(p, ",", ",,") }
 
-// netnsScript runs in the fresh network namespace (as sh -c SCRIPT sh QEMU
-// ARGS...): it makes tap0 with HostAddr, then becomes QEMU, which attaches
-// to it. The namespace, and tap0 with it, ends with QEMU.
-func netnsScript(queues int) string {
-	mq := ""
-	if queues > 1 {
-		mq = " multi_queue" // must match QEMU's IFF_MULTI_QUEUE (queues > 1)
-	}
-	return fmt.Sprintf(`set -e
-ip link set lo up
-ip tuntap add dev tap0 mode tap%s
-ip addr add %s/%d dev tap0
-ip link set tap0 up
-exec "$@"`, mq, HostAddr, PrefixLen)
+//go:embed netns.sh
+var netnsScript string
+
+// netnsCommand is the command that runs QEMU with args in a network
+// namespace of its own, with tap0 (HostAddr) made for it by netns.sh.
+func netnsCommand(queues int, args []string) []string {
+	return append([]string{"unshare", "--net", "--", "/bin/sh", "-c", netnsScript, "sh",
+		strconv.Itoa(queues), HostAddr + "/" + strconv.Itoa(PrefixLen), qemuBinary}, args...)
 }
 
 var (

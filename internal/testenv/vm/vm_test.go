@@ -2,32 +2,17 @@ package vm
 
 import (
 	"context"
-	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
-
-// smokeScript is the smoke test's payload. It prints key=value lines.
-var smokeScript = fmt.Sprintf(`#!/bin/bash
-set -u
-echo "nproc=$(nproc)"
-awk '$NF ~ /^virtio[0-9]+-(input|output)\.[0-9]+$/ { print "irq=" $NF }' /proc/interrupts
-echo "controllers=$(cat /sys/fs/cgroup/cgroup.controllers)"
-echo "system=$(systemctl is-system-running)"
-systemctl set-property --runtime kubelet.service AllowedCPUs=2-3 || echo "set-property failed: $?"
-pid=$(systemctl show --property=MainPID --value kubelet.service)
-echo "kubelet_cpus=$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/$pid/status)"
-echo "kubelet_effective=$(systemctl show --property=EffectiveCPUs --value kubelet.service)"
-# Real receive interrupts: ARP and a TCP reset from tap0, the VM's other end in
-# its own network namespace.
-ip addr add %[1]s/%[3]d dev %[4]s && ip link set %[4]s up
-timeout 10 bash -c 'exec 3<>/dev/tcp/%[2]s/9' 2>/dev/null
-echo "rx_packets=$(cat /sys/class/net/%[4]s/statistics/rx_packets)"
-echo "hello from $(uname -r)" >"$OUTPUT_DIR/hello.txt"
-`, GuestAddr, HostAddr, PrefixLen, GuestNIC)
 
 // TestSmoke boots 4 vCPUs with a 2-queue-pair NIC and checks what later tests
 // rely on: the vCPU count, the NIC's queue IRQs, cgroup2 with cpuset, and an
@@ -39,42 +24,30 @@ func TestSmoke(t *testing.T) {
 		CPUs:      4,
 		NICQueues: 2,
 		OutputMiB: 8,
-		Payload:   map[string][]byte{"run.sh": []byte(smokeScript)},
-		Timeout:   6 * time.Minute,
+		Script:    "testdata/smoke.sh",
+		Env: map[string]string{"NIC": GuestNIC, "GUEST_ADDR": GuestAddr, "HOST_ADDR": HostAddr,
+			"PREFIX_LEN": strconv.Itoa(PrefixLen)},
+		Timeout: 6 * time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("payload output:\n%s", res.Output)
-	if res.ExitCode != 0 {
-		t.Errorf("payload exit code %d, want 0", res.ExitCode)
-	}
-
-	kv := map[string][]string{}
-	for _, line := range strings.Split(res.Output, "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			kv[k] = append(kv[k], v)
-		}
-	}
-	one := func(k string) string {
-		if len(kv[k]) != 1 {
-			t.Errorf("%s: got %q, want one value", k, kv[k])
-			return ""
-		}
-		return kv[k][0]
-	}
+	o := ParseOutput(res.Output)
+	o.Report(t, res.ExitCode)
+	one := func(k string) string { return o.One(t, k) }
 
 	if got := one("nproc"); got != "4" {
 		t.Errorf("nproc = %q, want 4", got)
 	}
 	var queues []string
 	prefix := regexp.MustCompile(`^virtio[0-9]+-`)
-	for _, name := range kv["irq"] {
+	for _, name := range o.Values("irq") {
 		queues = append(queues, prefix.ReplaceAllString(name, ""))
 	}
 	slices.Sort(queues)
 	if want := []string{"input.0", "input.1", "output.0", "output.1"}; !slices.Equal(queues, want) {
-		t.Errorf("NIC queue IRQs %q (%q), want %q", queues, kv["irq"], want)
+		t.Errorf("NIC queue IRQs %q (%q), want %q", queues, o.Values("irq"), want)
 	}
 	if got := strings.Fields(one("controllers")); !slices.Contains(got, "cpuset") {
 		t.Errorf("cgroup2 controllers %q lack cpuset", got)
@@ -94,6 +67,10 @@ func TestSmoke(t *testing.T) {
 	if got, want := string(res.Files["hello.txt"]), "hello from "; !strings.HasPrefix(got, want) {
 		t.Errorf("output file hello.txt = %q, want %q…", got, want)
 	}
+	if b := o.Block("multi"); strings.TrimSpace(b) != "a=1\nb=2" || o.Values("a") != nil {
+		t.Errorf("block multi = %q, results a = %q: want the block's lines only in the block", b, o.Values("a"))
+	}
+	o.Want(t, "problems", "0")
 	if res.BootSeconds <= 0 || res.Duration <= 0 {
 		t.Errorf("BootSeconds %v, Duration %v: want both set", res.BootSeconds, res.Duration)
 	}
@@ -150,9 +127,36 @@ func TestQEMUArgs(t *testing.T) {
 			t.Errorf("QEMU arguments lack %q:\n%s", want, args)
 		}
 	}
-	if !strings.Contains(netnsScript(4), "mode tap multi_queue") || strings.Contains(netnsScript(1), "multi_queue") {
-		t.Errorf("tap0 must be multi-queue exactly when QEMU asks for more than one queue:\n%s\n%s",
-			netnsScript(4), netnsScript(1))
+	c := netnsCommand(4, []string{"-smp", "4"})
+	if !slices.Equal(c[:4], []string{"unshare", "--net", "--", "/bin/sh"}) ||
+		!slices.Equal(c[len(c)-5:], []string{"4", "10.213.0.1/24", qemuBinary, "-smp", "4"}) {
+		t.Errorf("netns command %q: want unshare --net -- /bin/sh … QUEUES ADDR QEMU ARGS", c)
+	}
+
+	// The tap is multi-queue exactly when QEMU asks for more than one queue
+	// (IFF_MULTI_QUEUE must match); netns.sh run with "ip" recording its
+	// arguments.
+	bin := t.TempDir()
+	log := filepath.Join(bin, "log")
+	if err := os.WriteFile(filepath.Join(bin, "ip"), []byte("#!/bin/sh\necho \"ip $*\" >>"+log+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		queues int
+		tuntap string
+	}{{1, "ip tuntap add dev tap0 mode tap\n"}, {4, "ip tuntap add dev tap0 mode tap multi_queue\n"}} {
+		os.Remove(log)
+		c := netnsCommand(tc.queues, []string{"echo", "qemu"})
+		i := slices.Index(c, qemuBinary)
+		c = slices.Delete(c, i, i+1)        // it execs "echo qemu" instead
+		cmd := exec.Command(c[3], c[4:]...) // without unshare --net --
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		calls, _ := os.ReadFile(log)
+		if err != nil || string(out) != "qemu\n" || !strings.Contains(string(calls), tc.tuntap) ||
+			!strings.Contains(string(calls), "ip addr add 10.213.0.1/24 dev tap0\n") {
+			t.Errorf("netns.sh with %d queues: %v, output %q, ip calls:\n%s\nwant %q", tc.queues, err, out, calls, tc.tuntap)
+		}
 	}
 }
 
@@ -171,6 +175,13 @@ func TestOptionsFill(t *testing.T) {
 		{Options{Payload: run, NICQueues: 9}, false},
 		{Options{Payload: run, CPUs: -1}, false},
 		{Options{Payload: run, KernelArgs: []string{"a b"}}, false},
+		{Options{Script: "s.sh"}, true},
+		{Options{Script: "s.sh", Env: map[string]string{"NIC": "eth0", "A_1": ""}}, true},
+		{Options{Payload: run, Env: map[string]string{"NIC": "eth0"}}, false},
+		{Options{Script: "s.sh", Payload: run}, false},
+		{Options{Script: "s.sh", Payload: map[string][]byte{"lib.sh": nil}}, false},
+		{Options{Script: "s.sh", Env: map[string]string{"nic": "eth0"}}, false},
+		{Options{Script: "s.sh", Env: map[string]string{"A": "two\nlines"}}, false},
 	} {
 		err := tc.opts.fill()
 		if (err == nil) != tc.ok {
@@ -187,5 +198,77 @@ func TestOptionsFill(t *testing.T) {
 	}
 	if got := payloadTimeout(time.Minute); got != 30*time.Second {
 		t.Errorf("payloadTimeout(1m) = %v, want 30s", got)
+	}
+}
+
+func TestParseOutput(t *testing.T) {
+	out := "chatter without a key\nnproc=4\nirq=a\r\nirq=b\nkey with blank=x\n=nokey\n" +
+		"--- begin journal\nfail=inside a block\nline 2\n--- end journal\n" +
+		"problem=one\nempty=\n--- begin json\n{\"a\": 1}\n"
+	o := ParseOutput(out)
+	if got := o.Values("irq"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("irq = %q, want a, b", got)
+	}
+	o.Want(t, "nproc", "4", "empty", "")
+	if o.Values("key with blank") != nil || o.Values("") != nil || o.Values("fail") != nil {
+		t.Errorf("a line that is no result was read as one: %v", o.kv)
+	}
+	if got := o.Block("journal"); got != "fail=inside a block\nline 2\n" {
+		t.Errorf("block journal = %q", got)
+	}
+	if got := o.Block("json"); got != "{\"a\": 1}\n" {
+		t.Errorf("block json (no end line) = %q", got)
+	}
+	if o.Block("none") != "" {
+		t.Errorf("a block never printed is not empty")
+	}
+	if got := o.Float(t, "nproc"); got != 4 {
+		t.Errorf("Float(nproc) = %v", got)
+	}
+}
+
+func TestScriptPayload(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "s.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/bash\necho hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Script: script, Env: map[string]string{"B": "it's a \"value\" $(x)", "A": "1"},
+		Payload: map[string][]byte{"data": []byte("d")}}
+	if err := o.fill(); err != nil {
+		t.Fatal(err)
+	}
+	files, err := o.payload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(files)); !slices.Equal(got, []string{"data", "lib.sh", "main.sh", "params.env", "run.sh"}) {
+		t.Errorf("payload files %q", got)
+	}
+	if string(files["main.sh"]) != "#!/bin/bash\necho hi\n" || !strings.HasPrefix(string(files["run.sh"]), "#!/bin/bash\n") {
+		t.Errorf("main.sh %q, run.sh %q", files["main.sh"], files["run.sh"])
+	}
+	want := "A=1\nB=it's a \"value\" $(x)\n"
+	if string(files["params.env"]) != want {
+		t.Errorf("params.env = %q, want %q", files["params.env"], want)
+	}
+	if _, ok := o.Payload["main.sh"]; ok {
+		t.Errorf("payload() changed Options.Payload")
+	}
+
+	// The runner exports the values as they are, without interpreting them.
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.sh"), []byte("printf '%s|%s' \"$A\" \"$B\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "run.sh")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "1|it's a \"value\" $(x)" {
+		t.Errorf("run.sh: %q, %v; want the parameters as given", out, err)
 	}
 }
