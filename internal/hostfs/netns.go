@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // PIDs lists the processes under the proc root, in ascending order.
@@ -37,4 +39,18 @@ func (f *FS) NetNSInode(pid string) (uint64, error) {
 		return 0, fmt.Errorf("network namespace link of %s: unexpected %q", pid, link)
 	}
 	return strconv.ParseUint(s, 10, 64)
+}
+
+// ProcNetInode returns the inode of pid's /proc/<pid>/net/dev: one per
+// network namespace, like the namespace's own inode, but readable without
+// ptrace access to the process (/proc/<pid>/ns/net of another user's
+// process, or of one with capabilities the reader lacks, needs
+// CAP_SYS_PTRACE; /proc/<pid>/net does not). It tells namespaces apart; it
+// is not the namespace inode lsns shows.
+func (f *FS) ProcNetInode(pid string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(f.Proc(pid, "net", "dev"), &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
 }

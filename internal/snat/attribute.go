@@ -105,6 +105,10 @@ func (r *Resolver) walk(ctx context.Context) (map[netip.Addr]Owner, error) {
 		return nil, err
 	}
 	seen := map[uint64]bool{self: true}
+	seenNet := map[uint64]bool{} // by /proc/<pid>/net/dev inode, for namespaces whose own inode is refused
+	if k, err := r.h.ProcNetInode("self"); err == nil {
+		seenNet[k] = true
+	}
 	var pods map[string][2]string // uid → namespace, name (read once, when needed)
 	for i, pid := range pids {
 		if i%256 == 0 && ctx.Err() != nil {
@@ -112,10 +116,25 @@ func (r *Resolver) walk(ctx context.Context) (map[netip.Addr]Owner, error) {
 		}
 		p := strconv.Itoa(pid)
 		ino, err := r.h.NetNSInode(p)
-		if err != nil || seen[ino] {
-			continue // gone, a kernel thread, or a namespace already listed
+		if err != nil {
+			// Without CAP_SYS_PTRACE the link of another user's process
+			// (most pods) is refused; /proc/<pid>/net is not, and its dev
+			// file's inode is one per namespace: the pod is still named,
+			// its namespace inode left unknown (0).
+			k, kerr := r.h.ProcNetInode(p)
+			if kerr != nil || seenNet[k] {
+				continue // gone, a kernel thread, or a namespace already listed
+			}
+			seenNet[k] = true
+			ino = 0
+		} else if seen[ino] {
+			continue
+		} else {
+			seen[ino] = true
+			if k, err := r.h.ProcNetInode(p); err == nil {
+				seenNet[k] = true
+			}
 		}
-		seen[ino] = true
 		addrs := r.localAddrs(p)
 		if len(addrs) == 0 {
 			continue

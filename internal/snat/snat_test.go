@@ -335,6 +335,35 @@ func (p *procTree) process(pid string, ino uint64, cgroup string, addrs ...strin
 	}
 }
 
+// processWithoutNS adds pid like process, but its ns/net link cannot be
+// read (the daemon lacks CAP_SYS_PTRACE for another user's process): only
+// /proc/<pid>/net tells its namespace.
+func (p *procTree) processWithoutNS(pid, cgroup string, addrs ...string) {
+	p.t.Helper()
+	p.process(pid, 1, cgroup, addrs...)
+	if err := os.Remove(filepath.Join(p.proc, pid, "ns", "net")); err != nil {
+		p.t.Fatal(err)
+	}
+	p.write(filepath.Join(pid, "net", "dev"), "Inter-|   Receive\n")
+}
+
+// Without ptrace access to a pod's processes, the pod is still named from
+// /proc/<pid>/net and its cgroup; its namespace inode is unknown (0).
+func TestResolverWithoutPtraceAccess(t *testing.T) {
+	pt := newProcTree(t)
+	pt.process("self", hostNS, "0::/system.slice/nodekeeper.service\n", node.String())
+	pt.processWithoutNS("700", "0::/kubepods.slice/kubepods-pod"+strings.ReplaceAll(uidA, "-", "_")+".slice/cri-containerd-01.scope\n", podA.String())
+	pt.podLogDir("shop_checkout-7d9f_" + uidA)
+	r := NewResolver(pt.fs(), time.Now)
+	got, err := r.Resolve(context.Background(), []netip.Addr{podA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Owner{Kind: KindPod, Namespace: "shop", Pod: "checkout-7d9f", PID: 700}); got[podA] != want {
+		t.Errorf("owner %+v, want %+v", got[podA], want)
+	}
+}
+
 func (p *procTree) podLogDir(name string) {
 	if err := os.MkdirAll(filepath.Join(p.root, "var", "log", "pods", name), 0o755); err != nil {
 		p.t.Fatal(err)
