@@ -11,7 +11,11 @@
 //   - A Freeze event seen Started after a clock resume that came after IMDS's
 //     previous answer (the event turned Started, the VM paused, IMDS was
 //     asked again — maybe only after an outage), or within EventWindow of
-//     one, is covered by that resume.
+//     one, is covered by that resume — unless a Freeze for this VM was
+//     announced (first seen Scheduled) after that resume: an event announced
+//     after a pause cannot have been that pause, so what starts then is a new
+//     impact. (Ids may change at every state change, so the announcement is
+//     kept per VM, not per id.)
 //   - Freeze events for this VM that are Started at the same time belong to
 //     one impact: ids replaced between polls, several events at once. A
 //     Freeze seen Started while a covered one is Started is covered.
@@ -103,6 +107,7 @@ type Correlator struct {
 	last      pause.Pause // the last clock pause (resumed or merged)
 	lastSeen  time.Time   // when it arrived, on the Correlator's clock
 	haveClock bool
+	announced time.Time // when a Freeze for this VM was last first seen Scheduled
 }
 
 var _ imds.Observer = (*Correlator)(nil)
@@ -181,8 +186,16 @@ func (c *Correlator) clockPause(p pause.Pause) (Resume, bool) {
 // Up is part of imds.Observer; reachability does not change correlation.
 func (c *Correlator) Up(bool, error) {}
 
-// EventSeen is part of imds.Observer; only Freeze transitions matter here.
-func (c *Correlator) EventSeen(imds.Event) {}
+// EventSeen takes an event for this VM seen for the first time: a Freeze
+// first seen Scheduled is an announcement, of an impact still to come.
+func (c *Correlator) EventSeen(e imds.Event) {
+	if e.Type != imds.Freeze || e.Status != imds.Scheduled {
+		return
+	}
+	c.mu.Lock()
+	c.announced = c.clk.Now()
+	c.mu.Unlock()
+}
 
 // FreezeStarted takes a Freeze event for this VM that is Started; it turned
 // Started after since (zero: unknown).
@@ -195,7 +208,8 @@ func (c *Correlator) FreezeStarted(e imds.Event, since time.Time) {
 		return
 	}
 	st.started, st.startedAt = true, now
-	if c.haveClock && (now.Sub(c.lastSeen) <= c.eventWindow || (!since.IsZero() && !c.lastSeen.Before(since))) {
+	announcedSince := c.announced.After(c.lastSeen) // a new Freeze was announced after the last resume
+	if c.haveClock && !announcedSince && (now.Sub(c.lastSeen) <= c.eventWindow || (!since.IsZero() && !c.lastSeen.Before(since))) {
 		st.covered = true
 		c.log.Debug("Freeze seen Started after a clock pause; that pause was its impact", "event_id", e.ID)
 		return
