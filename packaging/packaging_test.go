@@ -712,7 +712,7 @@ func TestUnitSecurityExposure(t *testing.T) {
 	for _, line := range []string{"Type=notify", "NotifyAccess=main", "WatchdogSec=120s", "Restart=on-failure",
 		"Before=kubelet.service", "ExecReload=/usr/bin/nodekeeper config validate", "ExecReload=/bin/kill -HUP $MAINPID",
 		"RuntimeDirectory=nodekeeper", "StartLimitBurst=5", "MemoryMax=256M", "TasksMax=64", "LimitNOFILE=1024",
-		"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=",
+		"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=CAP_NET_ADMIN",
 		"RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6", "IPAddressDeny=any",
 		"IPAddressAllow=localhost 169.254.169.254"} {
 		if !slices.Contains(strings.Split(string(unit), "\n"), line) {

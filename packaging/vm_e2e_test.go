@@ -344,15 +344,21 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		t.Errorf("StatusText=%q, want the IRQ spread ok", show["StatusText"])
 	}
 
-	// The sandbox as it ran (cgroup v2): no capability at all, of /sys only
+	// The sandbox as it ran (cgroup v2): CAP_NET_ADMIN only, of /sys only
 	// the node's compact file writable, the exposure within bounds; the
 	// metrics port answers localhost, not another host until the documented
 	// drop-in allows its network.
-	o.Want(t, "nk_capeff", "0000000000000000", "nk_capbnd", "0000000000000000",
+	o.Want(t, "nk_capeff", "0000000000001000", "nk_capbnd", "0000000000001000", // CAP_NET_ADMIN only
 		"generated_dropins", "50-node-compact.conf ",
 		"generated_compact", "ReadWritePaths=-/sys/devices/system/node/node0/compact",
 		"sandbox_compact_exit", "0", "sandbox_compact_err", "",
 		"scrape_dropin_ok", "1", "scrape_local_dropin_exit", "0")
+	// The daemon's SNAT scan reads the conntrack table under the hardened unit:
+	// its verdict is a judgement (ok: the VM's table holds no public flow),
+	// not "unknown: no permission".
+	if v := o.One(t, "snat_daemon"); !strings.Contains(v, `"status":"ok"`) {
+		t.Errorf("the daemon's SNAT check under the unit: %s, want ok", v)
+	}
 	if o.One(t, "sandbox_nr_hugepages_exit") == "0" || !strings.Contains(o.One(t, "sandbox_nr_hugepages_err"), "Read-only file system") {
 		t.Errorf("in the daemon's mount namespace nr_hugepages: exit %s %q, want a Read-only file system error",
 			o.One(t, "sandbox_nr_hugepages_exit"), o.One(t, "sandbox_nr_hugepages_err"))

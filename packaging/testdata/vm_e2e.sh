@@ -161,14 +161,17 @@ kubelet_state
 show_kubelet kubelet_before
 cat /proc/buddyinfo >"$OUT/buddyinfo-before.txt"
 
-# 4. Start: Type=notify, so start returns at READY=1.
+# 4. Start: Type=notify, so start returns at READY=1. The conntrack table
+# exists (an AKS node has it loaded by kube-proxy): the daemon's SNAT scan
+# must read it with the unit's one capability.
+modprobe nf_conntrack_netlink || problem "modprobe nf_conntrack_netlink"
 start=$(now)
 systemctl start "$NK" || fatal "systemctl start $NK"
 echo "start_seconds=$(elapsed "$start")"
 echo "active_after_start=$(systemctl is-active "$NK")"
 echo "nk_cpu_at_ready=$(nk_cpu "$(systemctl show --property=MainPID --value "$NK")")"
-# The sandbox as it runs: cgroup v2, so the generator granted no capability,
-# only the compact file of each NUMA node.
+# The sandbox as it runs: cgroup v2, so the generator granted no capability
+# beyond the unit's CAP_NET_ADMIN, only the compact file of each NUMA node.
 pid=$(systemctl show --property=MainPID --value "$NK")
 echo "nk_capeff=$(awk '/^CapEff:/ { print $2 }' "/proc/$pid/status")"
 echo "nk_capbnd=$(awk '/^CapBnd:/ { print $2 }' "/proc/$pid/status")"
@@ -269,6 +272,9 @@ show_kubelet kubelet_end
 masks end
 cp /run/nodekeeper/state.json "$OUT/state.json"
 nodekeeper status >"$OUT/status.txt" 2>&1
+# The daemon's own SNAT scan (not the CLI's, which runs with every
+# capability): status shows what the daemon recorded.
+echo "snat_daemon=$(nodekeeper status --output json | tr -d ' \n' | grep -o '"snat":{"check":"snat","status":"[a-z]*"')"
 echo "nk_cpu_seconds=$(nk_cpu "$pid")"
 echo "nk_end_at=$(now)"
 echo "nk_rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")"
