@@ -44,7 +44,7 @@ tidy: ## go mod tidy in both modules: the daemon's (root) and the packaging tool
 	$(GO) mod tidy
 	cd tools && $(GO) mod tidy
 
-bench: ## benchmarks with allocation counts, then start-up time against a hello-world binary
+bench: ## benchmarks with allocation counts, then start-up time against a hello-world binary and the dependencies' floor
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	GO='$(GO)' scripts/startup-bench.sh
 
