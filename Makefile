@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10s
 export NODEKEEPER_CACHE ?= /var/cache/nodekeeper-test
 
-.PHONY: help build check test unit vm-image lint bench fuzz clean
+.PHONY: help build check test unit vm-image lint tidy bench fuzz clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,7 @@ check: build ## build, then judge this machine once (read-only): the per-CPU pic
 
 unit: ## fast tests only: fixture trees and fakes, no root, no containers
 	$(GO) test -count=1 -short ./...
+	cd tools && $(GO) test -count=1 -short ./...
 
 test: ## every test layer this machine allows (installs what they need; says why a layer is skipped)
 	@scripts/test.sh "$(GO)"
@@ -32,12 +33,18 @@ test: ## every test layer this machine allows (installs what they need; says why
 vm-image: ## (root) install qemu and build the cached VM test image; prints its directory
 	@scripts/vm-deps.sh >&2 && scripts/build-vm-image.sh
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, staticcheck (the root module and the tools/ module)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd tools && $(GO) vet ./...
 	GOFLAGS=-mod=mod $(GO) run $(STATICCHECK) ./...
+	cd tools && GOFLAGS=-mod=mod $(GO) run $(STATICCHECK) ./...
 
-bench: ## benchmarks with allocation counts, then start-up time against a hello-world binary
+tidy: ## go mod tidy in both modules: the daemon's (root) and the packaging tools' (tools/)
+	$(GO) mod tidy
+	cd tools && $(GO) mod tidy
+
+bench: ## benchmarks with allocation counts, then start-up time against a hello-world binary and the dependencies' floor
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	GO='$(GO)' scripts/startup-bench.sh
 
@@ -53,10 +60,10 @@ clean: ## remove build outputs (the test cache directory is kept)
 DIST ?= dist
 .PHONY: deb rpm packages
 
-deb: build ## build the Debian package into dist/ (nfpm, a Go tool dependency)
+deb: build ## build the Debian package into dist/ (nfpm, a tool of the tools/ module)
 	GO='$(GO)' VERSION='$(VERSION)' BIN='$(BIN)' DIST='$(DIST)' packaging/package.sh deb
 
-rpm: build ## build the RPM package into dist/ (nfpm, a Go tool dependency)
+rpm: build ## build the RPM package into dist/ (nfpm, a tool of the tools/ module)
 	GO='$(GO)' VERSION='$(VERSION)' BIN='$(BIN)' DIST='$(DIST)' packaging/package.sh rpm
 
 packages: deb rpm ## build both packages into dist/

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds dist/ packages with nfpm (a Go tool dependency: `go tool nfpm`).
+# Builds dist/ packages with nfpm, a tool dependency of the tools/ module (its
+# own go.mod, so the daemon's module graph does not carry nfpm's dependencies):
+# `go tool -modfile=tools/go.mod nfpm`.
 #
 #   packaging/package.sh deb|rpm        (the Makefile's deb and rpm targets)
 #
@@ -102,4 +104,4 @@ case "$packager" in
 deb) rm -f "$DIST"/nodekeeper_*.deb ;;
 rpm) rm -f "$DIST"/nodekeeper-*.rpm ;;
 esac
-"$GO" tool nfpm package --config "$config" --packager "$packager" --target "$DIST/"
+"$GO" tool -modfile=tools/go.mod nfpm package --config "$config" --packager "$packager" --target "$DIST/"

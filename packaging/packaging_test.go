@@ -2,8 +2,9 @@
 // `make deb rpm` builds (lintian and rpmlint clean, the same files, a kept
 // configuration, maintainer scripts that follow Debian's and RPM's
 // conventions), the hardened unit (systemd-analyze security and verify), and
-// the image-bake inputs under image/ (the Packer template parses as HCL, the
-// cloud-config passes cloud-init's schema).
+// the image-bake inputs under image/ (the cloud-config passes cloud-init's
+// schema; the Packer template's HCL is checked in tools/packer, next to its
+// parser), and that the daemon's module graph carries no packaging tool.
 //
 // Tools that are missing are installed as root (lintian, rpmlint, rpm, the
 // Python modules cloud-init needs); without root those tests skip, unless
@@ -29,9 +30,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclparse"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"gopkg.in/yaml.v3"
 
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
@@ -909,113 +907,32 @@ func TestUnitVerify(t *testing.T) {
 
 // --- image/ ---
 
-// hclVars collects the names of var.NAME references in an HCL body.
-func hclVars(body *hclsyntax.Body) map[string]bool {
-	used := map[string]bool{}
-	hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
-		if e, ok := n.(hclsyntax.Expression); ok {
-			for _, tr := range e.Variables() {
-				if tr.RootName() == "var" && len(tr) > 1 {
-					if a, ok := tr[1].(hcl.TraverseAttr); ok {
-						used[a.Name] = true
-					}
-				}
-			}
-		}
-		return nil
-	})
-	return used
-}
-
-func TestPackerTemplate(t *testing.T) {
-	p := hclparse.NewParser()
-	files, _ := filepath.Glob(repo("image/packer/*.pkr.hcl"))
-	if len(files) == 0 {
-		t.Fatal("no image/packer/*.pkr.hcl")
-	}
-	declared := map[string]bool{}
-	used := map[string]bool{}
-	sources := map[string]bool{}
-	var provisioners []*hclsyntax.Block
-	for _, f := range files {
-		file, diags := p.ParseHCLFile(f)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %s", f, diags.Error())
-		}
-		body := file.Body.(*hclsyntax.Body)
-		for k := range hclVars(body) {
-			used[k] = true
-		}
-		for _, b := range body.Blocks {
-			switch b.Type {
-			case "variable":
-				declared[b.Labels[0]] = true
-			case "source":
-				sources[strings.Join(b.Labels, ".")] = true
-				if b.Labels[0] != "azure-arm" {
-					t.Errorf("source %v: want the azure-arm builder", b.Labels)
-				}
-			case "build":
-				for _, pb := range b.Body.Blocks {
-					if pb.Type == "provisioner" {
-						provisioners = append(provisioners, pb)
-					}
-				}
+// The packaging tool and the test-only parsers live in the tools/ module: the
+// daemon's module graph lists only what the daemon and its tests use, and
+// nfpm's dependencies (go-git, sprig, x/crypto, ...) stay out of it.
+func TestRootModuleGraphHasNoPackagingTool(t *testing.T) {
+	out := mustRun(t, root, nil, goCmd(), "list", "-m", "all")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		mod := strings.Fields(line)[0]
+		for _, banned := range []string{"github.com/goreleaser/", "github.com/go-git/", "github.com/Masterminds/", "github.com/hashicorp/"} {
+			if strings.HasPrefix(mod, banned) {
+				t.Errorf("the root module graph has %s: keep packaging and test-only tools in tools/go.mod", mod)
 			}
 		}
 	}
-	for _, s := range []string{"azure-arm.ubuntu-2204", "azure-arm.azurelinux-3"} {
-		if !sources[s] {
-			t.Errorf("no source %s", s)
-		}
+	gomod, err := os.ReadFile(repo("go.mod"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for v := range used {
-		if !declared[v] {
-			t.Errorf("var.%s is used but not declared", v)
-		}
+	if regexp.MustCompile(`(?m)^\s*tool\b`).Match(gomod) {
+		t.Errorf("the root go.mod has a tool directive: tools belong in tools/go.mod")
 	}
-	for _, v := range []string{"nodekeeper_deb", "nodekeeper_rpm", "nodekeeper_config_override", "ubuntu_2204_image", "azurelinux_3_image"} {
-		if !declared[v] {
-			t.Errorf("variable %q is not declared", v)
-		}
+	// package.sh runs nfpm from the tools module; that module must provide it.
+	if _, err := run(t, root, nil, goCmd(), "list", "-modfile=tools/go.mod", "-m", "github.com/goreleaser/nfpm/v2"); err != nil {
+		t.Errorf("tools/go.mod does not provide nfpm: %v", err)
 	}
-	// The install step is image/scripts/install.sh, uploaded and run.
-	src := ""
-	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		src += string(b)
-	}
-	for _, s := range []string{`"${path.root}/../scripts/install.sh"`, "bash /tmp/nodekeeper-install.sh", "NODEKEEPER_CONFIG_OVERRIDE_B64"} {
-		if !strings.Contains(src, s) {
-			t.Errorf("the template does not contain %s", s)
-		}
-	}
-	if len(provisioners) < 3 {
-		t.Errorf("%d provisioners, want the upload and the install step at least", len(provisioners))
-	}
-	if _, err := os.Stat(repo("image/packer/../scripts/install.sh")); err != nil {
-		t.Error(err)
-	}
-
-	// The var files set only declared variables.
-	vfs, _ := filepath.Glob(repo("image/packer/*.pkrvars.hcl"))
-	if len(vfs) < 2 {
-		t.Errorf("want var files for both sources, have %v", vfs)
-	}
-	for _, f := range vfs {
-		file, diags := p.ParseHCLFile(f)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %s", f, diags.Error())
-		}
-		attrs, diags := file.Body.JustAttributes()
-		if diags.HasErrors() {
-			t.Fatalf("%s: %s", f, diags.Error())
-		}
-		for name := range attrs {
-			if !declared[name] {
-				t.Errorf("%s sets undeclared variable %s", filepath.Base(f), name)
-			}
-		}
+	if sh, _ := os.ReadFile(repo("packaging/package.sh")); !bytes.Contains(sh, []byte("tool -modfile=tools/go.mod nfpm")) {
+		t.Errorf("packaging/package.sh does not run nfpm from tools/go.mod")
 	}
 }
 

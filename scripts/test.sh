@@ -49,4 +49,9 @@ fi
 say "go test ./... ($("$GO" env GOVERSION))"
 set -o pipefail
 "$GO" build -o bin/testsummary ./internal/testenv/testsummary || exit 1
-"$GO" test -count=1 -json -timeout 30m -p 2 ./... | bin/testsummary
+# The tools/ module (packaging tools and test-only parsers) is its own module,
+# outside ./...; its tests join the same summary.
+{
+	"$GO" test -count=1 -json -timeout 30m -p 2 ./...
+	(cd tools && "$GO" test -count=1 -json -timeout 10m ./...)
+} | bin/testsummary
