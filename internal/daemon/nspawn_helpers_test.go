@@ -6,13 +6,10 @@ package daemon_test
 // the metrics endpoint, the state file and this host's NIC IRQ masks.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +30,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/testenv/irqsnap"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/nspawn"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/promtext"
 )
 
 const (
@@ -457,50 +455,18 @@ func formatJournal(j []map[string]string) string {
 	return b.String()
 }
 
-// metric returns the value of the sample of name whose labels include all
-// of labels (as `key="value"`), and whether there is one.
-func (n *node) metric(t *testing.T, name string, labels ...string) (float64, bool) {
+// metric scrapes the daemon's /metrics and returns the value of the first
+// series of the sample name whose labels include all of labels, and whether
+// there is one.
+func (n *node) metric(t *testing.T, name string, labels promtext.Labels) (float64, bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.listen+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	fams, err := promtext.Scrape(ctx, "http://"+n.listen+"/metrics")
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /metrics: %s: %s", resp.Status, b)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || strings.HasPrefix(line, "#") {
-			continue
-		}
-		series, value, ok := strings.Cut(rest, " ")
-		if !ok || (series != "" && !strings.HasPrefix(series, "{")) {
-			continue
-		}
-		all := true
-		for _, l := range labels {
-			all = all && strings.Contains(series, l)
-		}
-		if !all {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		return v, true
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	return 0, false
+	return fams.Value(name, labels)
 }
 
 func (n *node) state(t *testing.T) state.State {
