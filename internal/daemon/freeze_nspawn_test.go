@@ -24,6 +24,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/imds/imdstest"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/nspawn"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/promtext"
 )
 
@@ -163,9 +164,9 @@ func (n *node) freezeResume(t *testing.T, fake *imdstest.Server, v freezeVariant
 		}
 	}()
 	stopAt := time.Now()
-	for procState(pid) != "T" {
+	for nspawn.ProcState(pid) != "T" {
 		if time.Since(stopAt) > time.Second {
-			t.Fatalf("nodekeeper (pid %d here) not stopped: state %q", pid, procState(pid))
+			t.Fatalf("nodekeeper (pid %d here) not stopped: state %q", pid, nspawn.ProcState(pid))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -88,6 +88,18 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("hostname in the container = %q, %v; want %s", host, err, c.Name())
 	}
 
+	// The container's PID 1 is the leader, and a process started inside is
+	// found on the host.
+	if hp, err := c.HostPID(1); err != nil || hp != c.Leader() {
+		t.Errorf("HostPID(1) = %d, %v; want the leader %d", hp, err, c.Leader())
+	}
+	if st := ProcState(c.Leader()); st != "S" && st != "R" {
+		t.Errorf("ProcState of the leader = %q, want S or R", st)
+	}
+	if _, err := c.HostPID(1 << 22); err == nil {
+		t.Error("HostPID of a PID no process of the container has: no error")
+	}
+
 	// The host's /proc/irq stays read-only inside without APIVFSWritable.
 	irq, mask := someIRQ(t)
 	if _, err := c.Exec(ctx, "sh", "-c", "echo "+mask+" >/proc/irq/"+strconv.Itoa(irq)+"/smp_affinity"); err == nil {
