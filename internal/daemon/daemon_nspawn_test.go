@@ -22,6 +22,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/state"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/promtext"
 )
 
 // The daemon's settings in the container (config.yaml below; irq.cooldown is
@@ -115,7 +116,7 @@ func TestNspawnDaemon(t *testing.T) {
 			verifiedAt.Sub(skewAt).Round(10*time.Millisecond), startAt.Sub(skewAt).Round(10*time.Millisecond),
 			verifiedAt.Sub(startAt).Round(10*time.Millisecond), got[3]["SECONDS"])
 
-		v, found := n.metric(t, "nodekeeper_remediations_total", `action="irqbalance_restart"`, `result="success"`)
+		v, found := n.metric(t, "nodekeeper_remediations_total", promtext.Labels{"action": "irqbalance_restart", "result": "success"})
 		if !found || v < 1 {
 			t.Errorf("nodekeeper_remediations_total{action=irqbalance_restart,result=success} = %v (present %v), want >= 1", v, found)
 		}
@@ -204,7 +205,7 @@ func TestNspawnDaemon(t *testing.T) {
 		}
 		t.Logf("skew -> spread on the host: %v (CPUs %s; the daemon timed its repair at %ss)",
 			verifiedAt.Sub(skewAt).Round(10*time.Millisecond), rep.CPUsUsed.List(), got[3]["SECONDS"])
-		if v, _ := n.metric(t, "nodekeeper_remediations_total", `action="irqbalance_restart"`, `result="success"`); v < 2 {
+		if v, _ := n.metric(t, "nodekeeper_remediations_total", promtext.Labels{"action": "irqbalance_restart", "result": "success"}); v < 2 {
 			t.Errorf("nodekeeper_remediations_total{action=irqbalance_restart,result=success} = %v, want 2", v)
 		}
 		if pid := n.mainPID(t, nkUnit); pid != nkPID {
@@ -323,7 +324,7 @@ func TestNspawnDaemon(t *testing.T) {
 		t.Logf("spread by nodekeeper: masks %v; skew -> spread %v, start -> spread %v (the daemon timed it at %ss); check: %s",
 			masks, verifiedAt.Sub(skewAt).Round(10*time.Millisecond), verifiedAt.Sub(startAt).Round(10*time.Millisecond),
 			got[4]["SECONDS"], rep.Message)
-		if v, found := n.metric(t, "nodekeeper_remediations_total", `action="irq_spread"`, `result="success"`); v != 1 {
+		if v, found := n.metric(t, "nodekeeper_remediations_total", promtext.Labels{"action": "irq_spread", "result": "success"}); v != 1 {
 			t.Errorf("nodekeeper_remediations_total{action=irq_spread,result=success} = %v (present %v), want 1", v, found)
 		}
 	})

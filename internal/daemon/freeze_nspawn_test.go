@@ -24,6 +24,8 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/imds/imdstest"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/nspawn"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/promtext"
 )
 
 const (
@@ -162,9 +164,9 @@ func (n *node) freezeResume(t *testing.T, fake *imdstest.Server, v freezeVariant
 		}
 	}()
 	stopAt := time.Now()
-	for procState(pid) != "T" {
+	for nspawn.ProcState(pid) != "T" {
 		if time.Since(stopAt) > time.Second {
-			t.Fatalf("nodekeeper (pid %d here) not stopped: state %q", pid, procState(pid))
+			t.Fatalf("nodekeeper (pid %d here) not stopped: state %q", pid, nspawn.ProcState(pid))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -226,24 +228,24 @@ func (n *node) freezeResume(t *testing.T, fake *imdstest.Server, v freezeVariant
 
 	metrics := []struct {
 		name   string
-		labels []string
+		labels promtext.Labels
 		want   float64
 	}{
-		{"nodekeeper_vm_pauses_total", []string{`source="clock"`}, 1},
-		{"nodekeeper_vm_pauses_total", []string{`source="imds"`}, 0},
-		{"nodekeeper_scheduled_events_total", []string{`type="Freeze"`}, 1},
-		{"nodekeeper_pause_to_verified_seconds_count", []string{`outcome="repaired"`}, 1},
-		{"nodekeeper_pause_to_verified_seconds_count", []string{`outcome="already_ok"`}, 0},
-		{"nodekeeper_pause_to_verified_seconds_count", []string{`outcome="failed"`}, 0},
-		{"nodekeeper_remediations_total", []string{`action="` + v.action + `"`, `result="success"`}, 1},
+		{"nodekeeper_vm_pauses_total", promtext.Labels{"source": "clock"}, 1},
+		{"nodekeeper_vm_pauses_total", promtext.Labels{"source": "imds"}, 0},
+		{"nodekeeper_scheduled_events_total", promtext.Labels{"type": "Freeze"}, 1},
+		{"nodekeeper_pause_to_verified_seconds_count", promtext.Labels{"outcome": "repaired"}, 1},
+		{"nodekeeper_pause_to_verified_seconds_count", promtext.Labels{"outcome": "already_ok"}, 0},
+		{"nodekeeper_pause_to_verified_seconds_count", promtext.Labels{"outcome": "failed"}, 0},
+		{"nodekeeper_remediations_total", promtext.Labels{"action": v.action, "result": "success"}, 1},
 		{"nodekeeper_imds_up", nil, 1},
 	}
 	for _, m := range metrics {
-		if got, found := n.metric(t, m.name, m.labels...); !found || got != m.want {
+		if got, found := n.metric(t, m.name, m.labels); !found || got != m.want {
 			t.Errorf("%s%v = %v (present %v), want %v", m.name, m.labels, got, found, m.want)
 		}
 	}
-	sum, _ := n.metric(t, "nodekeeper_pause_to_verified_seconds_sum", `outcome="repaired"`)
+	sum, _ := n.metric(t, "nodekeeper_pause_to_verified_seconds_sum", promtext.Labels{"outcome": "repaired"})
 	st := n.state(t)
 	if len(st.Pauses) == 0 {
 		t.Errorf("state file: no pause")

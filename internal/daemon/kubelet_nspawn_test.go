@@ -25,6 +25,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/kubelet"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/systemd"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/promtext"
 )
 
 const (
@@ -158,7 +159,7 @@ func TestNspawnKubeletPin(t *testing.T) {
 			if !procCPUs.Equal(online) {
 				t.Errorf("kubelet's main process may run on %s, want every CPU (%s) when not enforced", procCPUs, online)
 			}
-			if v, _ := n.metric(t, "nodekeeper_remediations_total", `action="kubelet_pin"`, `result="failure"`); v != 1 {
+			if v, _ := n.metric(t, "nodekeeper_remediations_total", promtext.Labels{"action": "kubelet_pin", "result": "failure"}); v != 1 {
 				t.Errorf("nodekeeper_remediations_total{action=kubelet_pin,result=failure} = %v, want 1", v)
 			}
 		}
@@ -249,10 +250,10 @@ func TestNspawnKubeletPin(t *testing.T) {
 		if st := unit(t); !st.AllowedCPUs.IsEmpty() {
 			t.Errorf("AllowedCPUs after pinning off = %q, want empty", st.AllowedCPUs)
 		}
-		if v, _ := n.metric(t, "nodekeeper_remediations_total", `action="kubelet_unpin"`, `result="success"`); v != 1 {
+		if v, _ := n.metric(t, "nodekeeper_remediations_total", promtext.Labels{"action": "kubelet_unpin", "result": "success"}); v != 1 {
 			t.Errorf("nodekeeper_remediations_total{action=kubelet_unpin,result=success} = %v, want 1", v)
 		}
-		if v, found := n.metric(t, "nodekeeper_kubelet_allowed_cpus"); !found || v != 0 {
+		if v, found := n.metric(t, "nodekeeper_kubelet_allowed_cpus", nil); !found || v != 0 {
 			t.Errorf("nodekeeper_kubelet_allowed_cpus = %v (present %v), want 0", v, found)
 		}
 		if props := n.show(t, nkUnit, "ActiveState", "NRestarts"); props["ActiveState"] != "active" || props["NRestarts"] != "0" {

@@ -6,13 +6,10 @@ package daemon_test
 // the metrics endpoint, the state file and this host's NIC IRQ masks.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +30,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/testenv/irqsnap"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/nspawn"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/promtext"
 )
 
 const (
@@ -76,7 +74,6 @@ func bootNode(t *testing.T, name string, skew bool) *node {
 	}
 
 	bin := buildNodekeeper(t, t.TempDir())
-	waitNoNspawn(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	t.Cleanup(cancel)
 	n.ctx = ctx
@@ -161,46 +158,6 @@ func freePort(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
-}
-
-// waitNoNspawn waits until no systemd-nspawn runs on this host: one container
-// at a time, whoever booted the other one.
-func waitNoNspawn(t *testing.T) {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(3 * time.Minute)
-	logged := false
-	for {
-		pids := nspawnPIDs()
-		if len(pids) == 0 {
-			if logged {
-				t.Logf("waited %v for other containers to stop", time.Since(start).Round(time.Second))
-			}
-			return
-		}
-		if !logged {
-			t.Logf("systemd-nspawn is running (pids %v): waiting for it to stop", pids)
-			logged = true
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("systemd-nspawn still running after %v (pids %v)", time.Since(start).Round(time.Second), pids)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
-func nspawnPIDs() []int {
-	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
-	var pids []int
-	for _, f := range comms {
-		b, err := os.ReadFile(f)
-		if err != nil || strings.TrimSpace(string(b)) != "systemd-nspawn" {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-		pids = append(pids, pid)
-	}
-	return pids
 }
 
 // monotonic is CLOCK_MONOTONIC, which the container's systemd shares.
@@ -457,50 +414,18 @@ func formatJournal(j []map[string]string) string {
 	return b.String()
 }
 
-// metric returns the value of the sample of name whose labels include all
-// of labels (as `key="value"`), and whether there is one.
-func (n *node) metric(t *testing.T, name string, labels ...string) (float64, bool) {
+// metric scrapes the daemon's /metrics and returns the value of the first
+// series of the sample name whose labels include all of labels, and whether
+// there is one.
+func (n *node) metric(t *testing.T, name string, labels promtext.Labels) (float64, bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.listen+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	fams, err := promtext.Scrape(ctx, "http://"+n.listen+"/metrics")
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /metrics: %s: %s", resp.Status, b)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || strings.HasPrefix(line, "#") {
-			continue
-		}
-		series, value, ok := strings.Cut(rest, " ")
-		if !ok || (series != "" && !strings.HasPrefix(series, "{")) {
-			continue
-		}
-		all := true
-		for _, l := range labels {
-			all = all && strings.Contains(series, l)
-		}
-		if !all {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		return v, true
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	return 0, false
+	return fams.Value(name, labels)
 }
 
 func (n *node) state(t *testing.T) state.State {
@@ -601,43 +526,11 @@ func mapsEqual(a, b map[int]string) bool {
 // hostPID returns this host's PID of the container's process pid.
 func (n *node) hostPID(t *testing.T, pid int) int {
 	t.Helper()
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", n.c.Leader()))
+	hp, err := n.c.HostPID(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, dir := range dirs {
-		if l, err := os.Readlink(dir + "/ns/pid"); err != nil || l != ns {
-			continue
-		}
-		b, err := os.ReadFile(dir + "/status")
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if ids, ok := strings.CutPrefix(line, "NSpid:"); ok {
-				if f := strings.Fields(ids); len(f) >= 2 && f[len(f)-1] == strconv.Itoa(pid) {
-					hp, _ := strconv.Atoi(f[0])
-					return hp
-				}
-			}
-		}
-	}
-	t.Fatalf("no process of this host is pid %d of container %s", pid, n.c.Name())
-	return 0
-}
-
-// procState returns the state letter of /proc/<pid>/stat on this host.
-func procState(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+3 > len(b) {
-		return ""
-	}
-	return string(b[i+2 : i+3])
+	return hp
 }
 
 // entryTime is when a journal entry was logged: the sender's timestamp when

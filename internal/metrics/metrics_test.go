@@ -18,10 +18,10 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
+	"github.com/nodekeeper/nodekeeper/internal/testenv/promtext"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 )
@@ -142,8 +142,7 @@ func exposition(t *testing.T, m *Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	newMux(m, nil, slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(rec.Body)
+	fams, err := promtext.Parse(rec.Body)
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}

@@ -9,10 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/testenv/promtext"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -63,14 +66,24 @@ func TestServeHTTP(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
-	for _, want := range []string{
-		`nodekeeper_nic_irq_cpu{interface="eth0",irq="25",queue="comp1"} 1`,
-		`nodekeeper_build_info{goversion="`,
-		"go_goroutines ",
+	fams, err := promtext.Parse(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	for _, want := range []struct {
+		name   string
+		labels promtext.Labels
+		value  float64
+	}{
+		{"nodekeeper_nic_irq_cpu", promtext.Labels{"interface": "eth0", "irq": "25", "queue": "comp1"}, 1},
+		{"nodekeeper_build_info", promtext.Labels{"goversion": runtime.Version()}, 1},
 	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %q", want)
+		if v, ok := fams.Value(want.name, want.labels); !ok || v != want.value {
+			t.Errorf("/metrics: %s%v = %v (present %v), want %v", want.name, want.labels, v, ok, want.value)
 		}
+	}
+	if _, ok := fams.Value("go_goroutines", nil); !ok {
+		t.Error("/metrics lacks go_goroutines")
 	}
 
 	if code, body := get(t, base+"/healthz"); code != http.StatusOK || body != "ok\n" {

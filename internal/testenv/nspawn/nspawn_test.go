@@ -3,8 +3,10 @@ package nspawn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,6 +88,18 @@ func TestSmoke(t *testing.T) {
 	}
 	if host, err := c.Exec(ctx, "hostname"); err != nil || strings.TrimSpace(host) != c.Name() {
 		t.Errorf("hostname in the container = %q, %v; want %s", host, err, c.Name())
+	}
+
+	// The container's PID 1 is the leader, and a process started inside is
+	// found on the host.
+	if hp, err := c.HostPID(1); err != nil || hp != c.Leader() {
+		t.Errorf("HostPID(1) = %d, %v; want the leader %d", hp, err, c.Leader())
+	}
+	if st := ProcState(c.Leader()); st != "S" && st != "R" {
+		t.Errorf("ProcState of the leader = %q, want S or R", st)
+	}
+	if _, err := c.HostPID(1 << 22); err == nil {
+		t.Error("HostPID of a PID no process of the container has: no error")
 	}
 
 	// The host's /proc/irq stays read-only inside without APIVFSWritable.
@@ -262,4 +276,68 @@ func TestAPIVFSWritableRestoresHostIRQs(t *testing.T) {
 	if left := snap.Changed(); len(left) != 0 {
 		t.Errorf("host IRQ masks not restored after shutdown: %v", left)
 	}
+}
+
+// fakeTB stands in for the test in a Boot that is meant to fail: it records
+// the failure and the cleanups instead of failing the real test.
+type fakeTB struct {
+	testing.TB
+	failure  string
+	cleanups []func()
+}
+
+func (f *fakeTB) Helper()           {}
+func (f *fakeTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.failure = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// A boot that fails half-way (after the locks, the IRQ snapshot and the
+// cgroups, before systemd-nspawn starts) gives everything back through the
+// test's cleanup, as a finished container does.
+func TestFailedBootCleansUp(t *testing.T) {
+	Require(t)
+	f := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Boot(f, Options{APIVFSWritable: true, Binds: []Bind{{Source: "relative/path"}}})
+	}()
+	<-done
+	if !strings.Contains(f.failure, "not absolute") {
+		t.Fatalf("Boot with a relative bind source failed with %q, want a complaint about the path", f.failure)
+	}
+	roots, err := cgroupRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ours []string
+	for _, root := range roots {
+		dirs, _ := filepath.Glob(filepath.Join(root, fmt.Sprintf("%s%d-*", cgroupPrefix, os.Getpid())))
+		ours = append(ours, dirs...)
+	}
+	if len(ours) == 0 {
+		t.Fatal("the failed boot made no cgroup: it failed before what this test is about")
+	}
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		f.cleanups[i]()
+	}
+	for _, dir := range ours {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left behind (%v)", dir, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	unlockIRQ, err := irqsnap.Lock(ctx)
+	if err != nil {
+		t.Fatalf("the IRQ lock is still held after the cleanup: %v", err)
+	}
+	defer unlockIRQ()
+	unlockBox, err := lockBox(ctx)
+	if err != nil {
+		t.Fatalf("the container lock is still held after the cleanup: %v", err)
+	}
+	unlockBox()
 }
