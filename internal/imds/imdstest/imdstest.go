@@ -131,6 +131,17 @@ func ChurnEvents(n, r int, vm string) []Event {
 	return evs
 }
 
+// ChurnDocument is the scheduled events document of churn round r (its
+// DocumentIncarnation is r), to serve with Push(Reply{Body: …}) when the cost
+// of building it must not count.
+func ChurnDocument(n, r int, vm string) []byte {
+	b, _ := json.Marshal(struct {
+		DocumentIncarnation int
+		Events              []Event
+	}{r, ChurnEvents(n, r, vm)})
+	return b
+}
+
 // SetEventsSameIncarnation replaces the event list without bumping
 // DocumentIncarnation (which real IMDS never does).
 func (s *Server) SetEventsSameIncarnation(events ...Event) {
