@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nodekeeper/nodekeeper/internal/printable"
@@ -135,7 +136,8 @@ func (d *Daemon) paused(r freeze.Resume) {
 	d.writeState()
 }
 
-// freezeChanged copies this VM's Freeze events into the state file and STATUS=.
+// freezeChanged copies this VM's Freeze events into the state file and
+// STATUS=, when what they record changed.
 func (d *Daemon) freezeChanged() {
 	if d.d.FreezeActive == nil {
 		return
@@ -147,8 +149,14 @@ func (d *Daemon) freezeChanged() {
 			NotBefore: printable.Clip(e.NotBeforeRaw, maxIMDSWord), Description: printable.Clip(e.Description, maxIMDSText)})
 	}
 	d.mu.Lock()
-	d.st.Freeze = list
+	same := slices.Equal(d.st.Freeze, list)
+	if !same {
+		d.st.Freeze = list
+	}
 	d.mu.Unlock()
+	if same {
+		return // IMDS changed what the file does not record: no rewrite
+	}
 	d.writeState()
 	d.status()
 }

@@ -94,3 +94,59 @@ func TestFreezeScheduledBeforeAResumeIsCovered(t *testing.T) {
 		t.Fatalf("a Freeze scheduled before the pause counted again: %+v", rs)
 	}
 }
+
+// A Freeze announced after a resume makes only its own lifecycle a new
+// impact. One first seen already Started while another, announced later, is
+// still Scheduled (or was cancelled earlier) is the pause's, IMDS having
+// answered late: covered, not counted twice.
+func TestFreezeFirstSeenStartedBesideALaterAnnouncementIsCovered(t *testing.T) {
+	for _, cancelled := range []bool{false, true} {
+		u := newUnit(t)
+		u.clockPause(4*time.Second, pause.KindGap)
+		if rs := u.resumes(); len(rs) != 1 {
+			t.Fatalf("the pause: %+v", rs)
+		}
+		u.f.Advance(10 * time.Second)
+		later := freezeEvent("L1", imds.Scheduled) // a Freeze for later, announced after the resume
+		u.poll(u.f.Now().Add(-time.Second), []imds.Event{later}, nil, nil, later)
+		list := []imds.Event{later}
+		if cancelled {
+			u.f.Advance(3 * time.Second)
+			u.poll(u.f.Now().Add(-time.Second), nil, nil, []imds.Event{later})
+			list = nil
+		}
+		u.f.Advance(10 * time.Second)
+		e := freezeEvent("P1", imds.Started) // the pause's own Freeze, seen late
+		u.poll(u.f.Now().Add(-time.Second), []imds.Event{e}, []imds.Event{e}, nil, append(list, e)...)
+		u.f.Advance(5 * time.Second)
+		u.poll(u.f.Now().Add(-time.Second), nil, nil, []imds.Event{e}, list...)
+		if rs := u.resumes(); len(rs) != 0 {
+			t.Fatalf("cancelled=%v: a Freeze first seen Started 20 s after a resume counted again: %+v", cancelled, rs)
+		}
+	}
+}
+
+// Ids replaced while Scheduled keep the lifecycle's first announcement: a
+// Freeze announced before the pause, re-issued under a new id after it and
+// then Started under a third, is still the pause's.
+func TestFreezeReissuedAfterTheResumeKeepsItsAnnouncement(t *testing.T) {
+	u := newUnit(t)
+	s := freezeEvent("R1", imds.Scheduled)
+	u.poll(u.f.Now(), []imds.Event{s}, nil, nil, s)
+	u.f.Advance(30 * time.Second)
+	u.clockPause(4*time.Second, pause.KindGap)
+	if rs := u.resumes(); len(rs) != 1 {
+		t.Fatalf("the pause: %+v", rs)
+	}
+	u.f.Advance(2 * time.Second)
+	s2 := freezeEvent("R2", imds.Scheduled)
+	u.poll(u.f.Now().Add(-40*time.Second), []imds.Event{s2}, nil, []imds.Event{s}, s2)
+	u.f.Advance(2 * time.Second)
+	st := freezeEvent("R3", imds.Started)
+	u.poll(u.f.Now().Add(-40*time.Second), []imds.Event{st}, []imds.Event{st}, []imds.Event{s2}, st)
+	u.f.Advance(5 * time.Second)
+	u.poll(u.f.Now().Add(-time.Second), nil, nil, []imds.Event{st})
+	if rs := u.resumes(); len(rs) != 0 {
+		t.Fatalf("a Freeze announced before the pause and re-issued after it counted again: %+v", rs)
+	}
+}

@@ -11,11 +11,16 @@
 //   - A Freeze event seen Started after a clock resume that came after IMDS's
 //     previous answer (the event turned Started, the VM paused, IMDS was
 //     asked again — maybe only after an outage), or within EventWindow of
-//     one, is covered by that resume — unless a Freeze for this VM was
-//     announced (first seen Scheduled) after that resume: an event announced
-//     after a pause cannot have been that pause, so what starts then is a new
-//     impact. (Ids may change at every state change, so the announcement is
-//     kept per VM, not per id.)
+//     one, is covered by that resume — unless its lifecycle was announced
+//     (first seen Scheduled) after that resume: an event announced after a
+//     pause cannot have been that pause, so what starts then is a new impact.
+//     One first seen already Started, or announced before the resume, can be
+//     covered. Ids may change at every state change (Azure's mock server
+//     issues a new one each time), so a lifecycle is followed across
+//     replaced ids: an event first seen in the answer in which a Freeze that
+//     had not started left the list takes over that Freeze's announcement.
+//     The decision is therefore made once the whole answer is in
+//     (FreezeEvents), not at FreezeStarted.
 //   - Freeze events for this VM that are Started at the same time belong to
 //     one impact: ids replaced between polls, several events at once. A
 //     Freeze seen Started while a covered one is Started is covered.
@@ -31,6 +36,7 @@ package freeze
 import (
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -90,6 +96,13 @@ type eventState struct {
 	started   bool
 	startedAt time.Time // when it was seen Started, on the Correlator's clock
 	covered   bool      // a resume has been recorded for its impact
+	// announced is when its lifecycle was first seen Scheduled, taken over
+	// from the id it replaced; zero when first seen already Started.
+	announced time.Time
+	fresh     bool      // first seen in the answer being delivered
+	pending   bool      // seen Started in that answer; coverage not yet decided
+	along     bool      // pending while a covered Started one left the list
+	since     time.Time // FreezeStarted's since, for that decision
 }
 
 // Correlator turns pause and IMDS signals into resumes. It is an
@@ -107,7 +120,10 @@ type Correlator struct {
 	last      pause.Pause // the last clock pause (resumed or merged)
 	lastSeen  time.Time   // when it arrived, on the Correlator's clock
 	haveClock bool
-	announced time.Time // when a Freeze for this VM was last first seen Scheduled
+	// left holds the announcements of the Freeze events that left the list,
+	// not started, in the answer being delivered: the lifecycles a new id in
+	// that answer may continue.
+	left []time.Time
 }
 
 var _ imds.Observer = (*Correlator)(nil)
@@ -189,29 +205,75 @@ func (c *Correlator) Up(bool, error) {}
 // EventSeen takes an event for this VM seen for the first time: a Freeze
 // first seen Scheduled is an announcement, of an impact still to come.
 func (c *Correlator) EventSeen(e imds.Event) {
-	if e.Type != imds.Freeze || e.Status != imds.Scheduled {
+	if e.Type != imds.Freeze {
 		return
 	}
 	c.mu.Lock()
-	c.announced = c.clk.Now()
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	st := c.state(e)
+	if e.Status == imds.Scheduled && st.announced.IsZero() {
+		st.announced = c.clk.Now()
+	}
 }
 
 // FreezeStarted takes a Freeze event for this VM that is Started; it turned
-// Started after since (zero: unknown).
+// Started after since (zero: unknown). Whether an earlier pause covers it is
+// decided when the answer is complete (FreezeEvents), once it is known
+// whether it replaced an announced id.
 func (c *Correlator) FreezeStarted(e imds.Event, since time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.clk.Now()
 	st := c.state(e)
 	if st.started {
 		return
 	}
-	st.started, st.startedAt = true, now
-	announcedSince := c.announced.After(c.lastSeen) // a new Freeze was announced after the last resume
-	if c.haveClock && !announcedSince && (now.Sub(c.lastSeen) <= c.eventWindow || (!since.IsZero() && !c.lastSeen.Before(since))) {
+	st.started, st.startedAt = true, c.clk.Now()
+	st.pending, st.since = true, since
+}
+
+// settle ends the delivery of one answer: new ids take over the announcement
+// of the not-started Freeze events that left with it, then the coverage of
+// what was seen Started in it is decided. Lock held.
+func (c *Correlator) settle() {
+	var inherit time.Time
+	for _, a := range c.left {
+		if !a.IsZero() && (inherit.IsZero() || a.Before(inherit)) {
+			inherit = a
+		}
+	}
+	c.left = c.left[:0]
+	keys := slices.Sorted(maps.Keys(c.events))
+	for _, k := range keys {
+		st := c.events[k]
+		if st.fresh && !inherit.IsZero() && (st.announced.IsZero() || inherit.Before(st.announced)) {
+			st.announced = inherit
+		}
+		st.fresh = false
+	}
+	for _, k := range keys {
+		if st := c.events[k]; st.pending {
+			c.decide(st)
+		}
+	}
+}
+
+// decide says whether a Freeze seen Started is covered by an earlier resume
+// or by a covered Freeze Started with it. Lock held.
+func (c *Correlator) decide(st *eventState) {
+	st.pending = false
+	if st.covered {
+		return // a clock pause came in the meantime
+	}
+	e, now := st.ev, st.startedAt
+	announcedSince := st.announced.After(c.lastSeen) // its lifecycle began after the last resume
+	if c.haveClock && !announcedSince && (now.Sub(c.lastSeen) <= c.eventWindow || (!st.since.IsZero() && !c.lastSeen.Before(st.since))) {
 		st.covered = true
 		c.log.Debug("Freeze seen Started after a clock pause; that pause was its impact", "event_id", e.ID)
+		return
+	}
+	if st.along {
+		st.covered = true
+		c.log.Debug("Freeze Started as one already accounted for ended", "event_id", e.ID)
 		return
 	}
 	for _, o := range c.events {
@@ -235,7 +297,20 @@ func (c *Correlator) removed(e imds.Event, started bool) (Resume, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.state(e)
+	if st.pending {
+		c.decide(st)
+	}
 	delete(c.events, e.Key())
+	if !started && !st.started {
+		c.left = append(c.left, st.announced)
+	}
+	if st.started && st.covered {
+		for _, o := range c.events {
+			if o.pending {
+				o.along = true
+			}
+		}
+	}
 	c.active = slices.DeleteFunc(c.active, func(a imds.Event) bool { return a.Key() == e.Key() })
 	if started && !st.started {
 		st.started, st.startedAt = true, c.clk.Now()
@@ -272,6 +347,7 @@ func (c *Correlator) FreezeEvents(events []imds.Event) {
 			delete(c.events, k) // no longer this VM's (its name became known)
 		}
 	}
+	c.settle()
 }
 
 // Active returns the Freeze events for this VM that are Scheduled or Started,
@@ -286,7 +362,7 @@ func (c *Correlator) state(e imds.Event) *eventState {
 	k := e.Key()
 	st := c.events[k]
 	if st == nil {
-		st = &eventState{ev: e}
+		st = &eventState{ev: e, fresh: true}
 		c.events[k] = st
 	}
 	return st

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // EventType is a scheduled event's EventType. Values other than the constants
@@ -223,6 +224,9 @@ func str(m map[string]json.RawMessage, key string) string {
 	if !ok {
 		return ""
 	}
+	if s, ok := plainString(raw); ok {
+		return s
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
 		return s
@@ -234,14 +238,37 @@ func str(m map[string]json.RawMessage, key string) string {
 	return ""
 }
 
+// plainString is the common case of a JSON string value without escapes
+// (ids, statuses, names, dates), read without decoding it again: a document
+// may list thousands of events. It says false for anything else, which then
+// goes through encoding/json.
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	in := raw[1 : len(raw)-1]
+	for _, c := range in {
+		if c == '\\' || c == '"' || c < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(in) {
+		return "", false
+	}
+	return string(in), true
+}
+
 // strList accepts a list of strings (non-strings are dropped) or one string.
 func strList(raw json.RawMessage) []string {
 	var list []json.RawMessage
 	if err := json.Unmarshal(raw, &list); err == nil {
 		out := make([]string, 0, len(list))
 		for _, it := range list {
-			var s string
-			if json.Unmarshal(it, &s) == nil && s != "" {
+			s, ok := plainString(it)
+			if !ok && json.Unmarshal(it, &s) != nil {
+				continue
+			}
+			if s != "" {
 				out = append(out, s)
 			}
 		}

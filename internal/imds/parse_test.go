@@ -1,6 +1,7 @@
 package imds
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -204,6 +205,27 @@ func FuzzParse(f *testing.F) {
 		again, err := Parse(b)
 		if err != nil || !reflect.DeepEqual(doc, again) {
 			t.Fatalf("second parse differs: %v", err)
+		}
+	})
+}
+
+// plainString is a shortcut for encoding/json: whenever it answers, it must
+// answer what encoding/json would.
+func FuzzPlainString(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"\u00e9"`, `"é"`, "\"\xff\"", `""`, `"`, `12`, ` "x" `, "\f\"\"", "\"a\tb\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := plainString(b)
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("plainString(%q) = %q, but it is not a JSON string: %v", b, got, err)
+		}
+		if got != want {
+			t.Fatalf("plainString(%q) = %q, encoding/json says %q", b, got, want)
 		}
 	})
 }

@@ -138,6 +138,28 @@ const (
 	maxApproveTries = 3
 )
 
+// Bounds on the work one document can cause; what IMDS sends is outside
+// input, and a document may list thousands of events.
+const (
+	// maxTracked is how many of this VM's events are followed at once. Azure
+	// documents a handful per VM (one per kind of maintenance pending: a
+	// Freeze, a Reboot or Redeploy, a Preempt, a Terminate); 64 leaves an
+	// order of magnitude of room for ids replaced at every state change and
+	// several maintenances at once, while keeping each poll's work, the
+	// observer's calls and the state shown to people small. Events beyond it
+	// are not followed, and that is said once (per reason).
+	maxTracked = 64
+	// maxChangesLogged is how many events one poll names one by one (new,
+	// changed, over); past it the poll's changes are summarised in one line.
+	maxChangesLogged = 8
+)
+
+// Reasons a poll summarises instead of logging event by event.
+const (
+	noisyOverCap = "over cap"
+	noisyChurn   = "churn"
+)
+
 // WatcherConfig configures a Watcher. Zero values take the defaults.
 type WatcherConfig struct {
 	Client   *Client // required
@@ -213,6 +235,7 @@ type Watcher struct {
 	failures    int // consecutive failed polls
 	outageStart time.Time
 	logged      map[Failure]bool // failure kinds logged in this outage
+	noisy       map[string]bool  // summaries said, per reason, while it lasts
 
 	nameTries     int
 	nextNameTry   time.Time
@@ -274,6 +297,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		name:       name,
 		events:     map[string]*tracked{},
 		logged:     map[Failure]bool{},
+		noisy:      map[string]bool{},
 	}, nil
 }
 
@@ -476,9 +500,25 @@ func (w *Watcher) process(doc Document, since time.Time) {
 	if doc.Skipped > 0 {
 		w.log.Debug("scheduled events document had entries that are not objects", "skipped", doc.Skipped)
 	}
-	present := map[string]bool{}
+	present := make(map[string]bool, len(doc.Events))
 	ours := map[string]bool{}
-	others := 0
+	others, dropped, changes := 0, 0, 0
+	// A poll's changes are named one by one only when they are few; they
+	// are held until the poll is over to know that.
+	var named [maxChangesLogged]func()
+	logChange := func(msg string, attrs func() []any) {
+		if changes < maxChangesLogged {
+			named[changes] = func() { w.log.Info(msg, attrs()...) }
+		}
+		changes++
+	}
+	// Events already followed keep their place; new ones take what is left.
+	room := maxTracked
+	for _, e := range doc.Events {
+		if w.events[e.Key()] != nil && w.isOurs(e, name) {
+			room--
+		}
+	}
 	for _, e := range doc.Events {
 		key := e.Key()
 		present[key] = true
@@ -489,14 +529,22 @@ func (w *Watcher) process(doc Document, since time.Time) {
 		if ours[key] {
 			continue // the same id twice in one document: the first wins
 		}
-		ours[key] = true
 		t := w.events[key]
+		if t == nil {
+			if room <= 0 {
+				dropped++
+				continue
+			}
+			room--
+		}
+		ours[key] = true
 		if t == nil {
 			t = &tracked{counted: map[EventType]bool{}}
 			w.events[key] = t
-			w.log.Info("scheduled event for this VM", eventAttrs(e, name)...)
+			logChange("scheduled event for this VM", func() []any { return eventAttrs(e, name) })
 		} else if t.ev.Status != e.Status || t.ev.Type != e.Type {
-			w.log.Info("scheduled event changed", append(eventAttrs(e, name), "was", printable([]byte(t.ev.Status), 64))...)
+			was := t.ev.Status
+			logChange("scheduled event changed", func() []any { return append(eventAttrs(e, name), "was", printable([]byte(was), 64)) })
 		}
 		if (!e.Type.Known() || !e.Status.Known()) && !t.loggedUnknown {
 			t.loggedUnknown = true
@@ -524,17 +572,48 @@ func (w *Watcher) process(doc Document, since time.Time) {
 		}
 		t := w.events[key]
 		delete(w.events, key)
+		if present[key] && w.isOurs(t.ev, name) {
+			continue // ours still, beyond the cap: no longer followed
+		}
 		if present[key] {
 			// Counted as ours while the VM's name was unknown; it is not.
 			w.log.Debug("scheduled event is not this VM's after all", eventAttrs(t.ev, name)...)
 			continue
 		}
-		w.log.Info("scheduled event over", append(eventAttrs(t.ev, name), "was_started", t.started)...)
+		logChange("scheduled event over", func() []any { return append(eventAttrs(t.ev, name), "was_started", t.started) })
 		if t.freeze {
 			w.obs.FreezeRemoved(t.ev, t.started)
 		}
 	}
+	w.summarise(noisyOverCap, dropped > 0, func() {
+		w.log.Warn("scheduled events document lists more events for this VM than nodekeeper follows; the rest are not tracked "+
+			"(Azure lists a handful per VM: this document is not what IMDS normally sends)",
+			"not_tracked", dropped, "tracked", len(w.events), "listed", len(doc.Events), "max_tracked", maxTracked)
+	})
+	if changes <= maxChangesLogged {
+		for _, say := range named[:changes] {
+			say()
+		}
+	}
+	w.summarise(noisyChurn, changes > maxChangesLogged, func() {
+		w.log.Warn("scheduled events for this VM change faster than they can be named one by one; "+
+			"further changes are summarised while this lasts",
+			"changes", changes, "named", maxChangesLogged)
+	})
 	w.publish()
+}
+
+// summarise says, once while it lasts, what a poll did not say event by
+// event; once a poll is calm again for that reason, a recurrence is said
+// again.
+func (w *Watcher) summarise(reason string, now bool, say func()) {
+	switch {
+	case !now:
+		delete(w.noisy, reason)
+	case !w.noisy[reason]:
+		w.noisy[reason] = true
+		say()
+	}
 }
 
 func (w *Watcher) publish() {

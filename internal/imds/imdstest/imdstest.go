@@ -67,6 +67,8 @@ type Server struct {
 	badRequests    int
 	inFlight       int
 	maxInFlight    int
+	churn          int // events per document when churning; 0: the set events
+	round          int
 }
 
 // New starts a fake IMDS whose delays run on clk. The VM's name is "vm-0".
@@ -102,6 +104,42 @@ func (s *Server) SetEvents(events ...Event) {
 	defer s.mu.Unlock()
 	s.events = append([]Event(nil), events...)
 	s.incarnation++
+}
+
+// Churn makes every scheduled events GET answer n Freeze events for this VM,
+// half Scheduled and half Started, all under ids never served before, with a
+// new DocumentIncarnation: hostile input that changes everything every poll.
+// n = 0 goes back to the set events.
+func (s *Server) Churn(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.churn = n
+}
+
+// ChurnEvents returns the n events of churn round r for the VM named vm.
+func ChurnEvents(n, r int, vm string) []Event {
+	evs := make([]Event, n)
+	for i := range evs {
+		st := "Scheduled"
+		if i%2 == 1 {
+			st = "Started"
+		}
+		evs[i] = Event{EventID: "churn-" + strconv.Itoa(r) + "-" + strconv.Itoa(i), EventType: "Freeze",
+			ResourceType: "VirtualMachine", Resources: []string{vm}, EventStatus: st,
+			EventSource: "Platform", DurationInSeconds: 5}
+	}
+	return evs
+}
+
+// ChurnDocument is the scheduled events document of churn round r (its
+// DocumentIncarnation is r), to serve with Push(Reply{Body: …}) when the cost
+// of building it must not count.
+func ChurnDocument(n, r int, vm string) []byte {
+	b, _ := json.Marshal(struct {
+		DocumentIncarnation int
+		Events              []Event
+	}{r, ChurnEvents(n, r, vm)})
+	return b
 }
 
 // SetEventsSameIncarnation replaces the event list without bumping
@@ -208,6 +246,11 @@ func (s *Server) scheduledEvents(w http.ResponseWriter, r *http.Request) {
 	var rep Reply
 	if len(s.queue) > 0 {
 		rep, s.queue = s.queue[0], s.queue[1:]
+	}
+	if s.churn > 0 {
+		s.round++
+		s.events = ChurnEvents(s.churn, s.round, s.name)
+		s.incarnation++
 	}
 	doc := s.documentLocked()
 	etag := ""

@@ -13,6 +13,8 @@
 //	(neither file)   the Freeze is Scheduled (NotBefore 15 minutes after serve started)
 //	DIR/start        the Freeze is Started
 //	DIR/remove       the Freeze is gone: its impact is over
+//	DIR/churn        hostile input: 4 000 Freeze events for the VM, under new
+//	                 ids and a new DocumentIncarnation at every request
 //
 // A Freeze of another VM stays Scheduled all along (nodekeeper must ignore
 // it). DocumentIncarnation grows with each step. Every request is logged on
@@ -32,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nodekeeper/nodekeeper/internal/imds/imdstest"
@@ -52,6 +55,10 @@ func main() {
 		os.Exit(2)
 	}
 }
+
+// churnEvents is how many events the churn document lists: far more than
+// the handful Azure lists per VM.
+const churnEvents = 4000
 
 func serve(args []string) {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
@@ -76,6 +83,8 @@ func serve(args []string) {
 		return e
 	}
 	log.SetFlags(log.Lmicroseconds)
+	var mu sync.Mutex
+	round := 1000 // above the walk's incarnations
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Metadata") != "true" || r.Header.Get("X-Forwarded-For") != "" {
 			log.Printf("refused %s %s: no Metadata header", r.Method, r.URL)
@@ -87,6 +96,11 @@ func serve(args []string) {
 		case r.Method == http.MethodGet && r.URL.Path == "/metadata/scheduledevents":
 			step, events := 1, []imdstest.Event{freeze("0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9", "some-other-vm", "Scheduled")}
 			switch {
+			case exists("churn"):
+				mu.Lock()
+				round++
+				step, events = round, imdstest.ChurnEvents(churnEvents, round, *name)
+				mu.Unlock()
 			case exists("remove"):
 				step = 3
 			case exists("start"):
