@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -478,164 +476,30 @@ func (d *decoder) leaf(f *field, line int, v *yaml.Node) {
 		d.fail(line, f.path, "has no value; "+hint)
 		return
 	}
-	if f.kind == kindList {
-		d.list(f, line, v)
+	err := v.Decode(f.value(d.c))
+	if err == nil {
+		var elems []int
+		if f.kind == kindList {
+			elems = elementLines(v)
+		}
+		d.c.src[f.path] = origin{file: d.file, line: line, elems: elems, value: f.get(d.c)}
 		return
 	}
-	if v.Kind != yaml.ScalarNode {
-		d.fail(line, f.path, fmt.Sprintf("must be %s, not %s", article(f), describe(v)))
-		return
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
 	}
-	tag := v.ShortTag()
-	if !scalarTags[tag] {
-		d.fail(line, f.path, fmt.Sprintf("unsupported YAML tag %q", shorten(tag)))
-		return
-	}
-	text := v.Value
-	q := shorten(text)
-	switch p := f.ptr(d.c).(type) {
-	case *bool:
-		b, ok := yamlBool(tag, text)
+	for _, err := range errs {
+		ve, ok := errors.AsType[*valueError](err)
 		switch {
-		case ok:
-			*p = b
-		case tag == "!!str" && isBoolWord(text):
-			d.fail(line, f.path, fmt.Sprintf("%q is a string here, not true or false; remove the quotes", q))
-			return
+		case !ok: // not ours: say it as it is rather than drop it
+			d.fail(line, f.path, err.Error())
+		case ve.index >= 0:
+			d.fail(ve.line, fmt.Sprintf("%s[%d]", f.path, ve.index), ve.reason)
 		default:
-			d.fail(line, f.path, fmt.Sprintf("%q is not true or false", q))
-			return
-		}
-	case *string:
-		if f.kind == kindTristate && tag == "!!bool" {
-			b, ok := yamlBool(tag, text)
-			if !ok {
-				d.fail(line, f.path, fmt.Sprintf("%q is not true or false", q))
-				return
-			}
-			text = strconv.FormatBool(b)
-		}
-		*p = text
-	case *time.Duration:
-		dur, err := time.ParseDuration(text)
-		switch {
-		case isNumber(text):
-			d.fail(line, f.path, fmt.Sprintf("%q has no unit (e.g. %ss or %sms)", q, q, q))
-			return
-		case err != nil || tag != "!!str":
-			d.fail(line, f.path, fmt.Sprintf("%q is not a duration (e.g. 90s, 2m)", q))
-			return
-		}
-		*p = dur
-	case *int:
-		var n int64
-		var err error
-		switch {
-		case tag == "!!int":
-			n, err = strconv.ParseInt(text, 0, strconv.IntSize)
-		case tag == "!!float": // 1e3, 6.0, or an integer too large for int64
-			var x float64
-			if x, err = strconv.ParseFloat(text, 64); err == nil {
-				switch {
-				case x != math.Trunc(x):
-					err = strconv.ErrSyntax
-				case math.Abs(x) > math.MaxInt32 && strconv.IntSize == 32 || math.Abs(x) >= math.MaxInt64:
-					err = strconv.ErrRange
-				default:
-					n = int64(x)
-				}
-			}
-		case tag == "!!str" && isNumber(text):
-			d.fail(line, f.path, fmt.Sprintf("%q is a string here, not a number; remove the quotes", q))
-			return
-		default:
-			err = strconv.ErrSyntax
-		}
-		switch {
-		case errors.Is(err, strconv.ErrRange):
-			d.fail(line, f.path, fmt.Sprintf("%q is too large", q))
-			return
-		case err != nil:
-			d.fail(line, f.path, fmt.Sprintf("%q is not a whole number", q))
-			return
-		}
-		*p = int(n)
-	case *float64:
-		var x float64
-		var err error
-		switch tag {
-		case "!!int":
-			var n uint64
-			n, err = strconv.ParseUint(strings.TrimPrefix(text, "+"), 0, 64)
-			x = float64(n)
-			if strings.HasPrefix(text, "-") {
-				var m int64
-				m, err = strconv.ParseInt(text, 0, 64)
-				x = float64(m)
-			}
-		case "!!float":
-			x, err = strconv.ParseFloat(text, 64)
-			if lower := strings.ToLower(strings.TrimLeft(text, "+-")); lower == ".inf" || lower == ".nan" {
-				x, err = math.NaN(), nil
-			}
-		case "!!str":
-			if isNumber(text) {
-				d.fail(line, f.path, fmt.Sprintf("%q is a string here, not a number; remove the quotes", q))
-				return
-			}
-			err = strconv.ErrSyntax
-		default:
-			err = strconv.ErrSyntax
-		}
-		switch {
-		case errors.Is(err, strconv.ErrRange) || err == nil && (math.IsInf(x, 0) || math.IsNaN(x)):
-			d.fail(line, f.path, fmt.Sprintf("%q is not a finite number", q))
-			return
-		case err != nil:
-			d.fail(line, f.path, fmt.Sprintf("%q is not a number", q))
-			return
-		}
-		*p = x
-	}
-	d.record(f, line, nil)
-}
-
-// list decodes a sequence of strings.
-func (d *decoder) list(f *field, line int, v *yaml.Node) {
-	if v.Kind != yaml.SequenceNode {
-		d.fail(line, f.path, fmt.Sprintf(`must be a list (e.g. ["eth*"]), not %s`, describe(v)))
-		return
-	}
-	var items []string
-	var lines []int
-	ok := true
-	for i, e := range v.Content {
-		e = deref(e)
-		path := fmt.Sprintf("%s[%d]", f.path, i)
-		switch {
-		case isNull(e):
-			d.fail(e.Line, path, `has no value; write "" for an empty string`)
-			ok = false
-		case e.Kind != yaml.ScalarNode:
-			d.fail(e.Line, path, "must be a string, not "+describe(e))
-			ok = false
-		case !scalarTags[e.ShortTag()]:
-			d.fail(e.Line, path, fmt.Sprintf("unsupported YAML tag %q", shorten(e.ShortTag())))
-			ok = false
-		default:
-			items = append(items, e.Value)
-			lines = append(lines, e.Line)
+			d.fail(line, f.path, ve.reason)
 		}
 	}
-	if !ok {
-		return
-	}
-	*f.ptr(d.c).(*[]string) = items
-	d.record(f, line, lines)
-}
-
-func (d *decoder) record(f *field, line int, elems []int) {
-	d.c.src[f.path] = origin{file: d.file, line: line, elems: elems, value: f.get(d.c)}
 }
 
 // scalarTags are the tags of the YAML core schema a scalar may carry.
