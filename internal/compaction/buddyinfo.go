@@ -33,7 +33,7 @@ var ErrBuddyinfo = errors.New("invalid buddyinfo")
 // memory"; its counts are float64. Both are well within the tick budget on
 // the 192-CPU fixture (BenchmarkBuddyinfo192*): ≈ 25 µs, 18 allocations here
 // against ≈ 48 µs, 21 allocations for procfs.
-//
+
 // ParseBuddyinfo parses /proc/buddyinfo:
 //
 //	Node 0, zone   Normal   2343   2037   1316 …
