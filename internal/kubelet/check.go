@@ -10,6 +10,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
+	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 )
 
 // Name is this check's name.
@@ -21,13 +22,23 @@ const (
 	ActionUnpin policy.Action = "kubelet_unpin"
 )
 
-// NetRxCounts reads the NET_RX column of /proc/softirqs (one read).
+// NetRxCounts reads the NET_RX row of /proc/softirqs (one read), indexed by
+// CPU number. The symptoms package owns the parser of that file (one parser
+// in the binary); a CPU the header does not list counts 0.
 func NetRxCounts(h *hostfs.FS) ([]uint64, error) {
-	s, err := h.Procfs().Softirqs()
+	b, err := hostfs.ReadFile(h.Proc("softirqs"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("read softirqs: %w", err)
 	}
-	return s.NetRx, nil
+	rows, err := symptoms.ParseSoftirqs(b, "NET_RX", nil)
+	if err != nil {
+		return nil, fmt.Errorf("read softirqs: %w", err)
+	}
+	out := make([]uint64, rows[len(rows)-1].CPU+1)
+	for _, r := range rows {
+		out[r.CPU] = r.Count
+	}
+	return out, nil
 }
 
 // Rates turns two NET_RX samples taken d apart into per-second rates.
