@@ -8,7 +8,6 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/config"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/logging"
-	"github.com/nodekeeper/nodekeeper/internal/systemd"
 )
 
 // TestStoredPinRemovedAfterRestartWithPinningOff: a pin that failed after
@@ -17,12 +16,7 @@ import (
 // file used to say only "not pinned", and the setting stayed for good).
 func TestStoredPinRemovedAfterRestartWithPinningOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := newRig(t, kubeletHost(), func(c *config.Config) {
-			c.Kubelet.Pinning, c.Kubelet.CPUs = config.PinningStatic, "6-7"
-		}, func(f *systemd.Fake) { f.AddService("kubelet.service") })
-		v2(r)
-		r.d = New(r.d.d)
-		r.start()
+		r := startFailedStaticPin(t)
 		if st := r.units.State("kubelet.service"); !st.AllowedCPUs.Equal(cpuset.Range(6, 7)) ||
 			!strings.Contains(r.logs.String(), "message_id="+logging.MsgKubeletPinFailed) {
 			t.Fatalf("want a failed pin with AllowedCPUs=6-7 stored, got %q:\n%s", st.AllowedCPUs, r.logs.String())

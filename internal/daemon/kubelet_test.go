@@ -23,12 +23,7 @@ import (
 // reload takes it away at the next check.
 func TestKubeletFailedPinRemovedWhenPinningOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := newRig(t, kubeletHost(), func(c *config.Config) {
-			c.Kubelet.Pinning, c.Kubelet.CPUs = config.PinningStatic, "6-7"
-		}, func(f *systemd.Fake) { f.AddService("kubelet.service") })
-		v2(r)
-		r.d = New(r.d.d)
-		r.start()
+		r := startFailedStaticPin(t)
 		if st := r.units.State("kubelet.service"); !st.AllowedCPUs.Equal(cpuset.Range(6, 7)) {
 			t.Fatalf("AllowedCPUs=%q, want the failed pin's 6-7 stored", st.AllowedCPUs)
 		}
@@ -149,4 +144,18 @@ func TestKubeletUnitChangedUnpinsTheOldUnit(t *testing.T) {
 			t.Errorf("the record must name the new unit: %+v", st.Kubelet)
 		}
 	})
+}
+
+// startFailedStaticPin starts a daemon that pins kubelet statically to 6-7
+// on a host where systemd stores AllowedCPUs= but does not enforce it: the
+// pin fails after the setting was stored.
+func startFailedStaticPin(t *testing.T) *rig {
+	t.Helper()
+	r := newRig(t, kubeletHost(), func(c *config.Config) {
+		c.Kubelet.Pinning, c.Kubelet.CPUs = config.PinningStatic, "6-7"
+	}, func(f *systemd.Fake) { f.AddService("kubelet.service") })
+	v2(r)
+	r.d = New(r.d.d)
+	r.start()
+	return r
 }

@@ -49,7 +49,6 @@ func (d *Daemon) startWatchers() {
 	sym, err := symptoms.NewWatch(env, d.cfg)
 	if err != nil {
 		d.log.Warn("symptom watchers off: "+err.Error(), "check", string(symptoms.CheckName))
-		sym = nil
 	} else {
 		d.sym = sym
 		d.register(e, sym)

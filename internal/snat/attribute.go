@@ -130,10 +130,9 @@ func (r *Resolver) walk(ctx context.Context) (map[netip.Addr]Owner, error) {
 		} else if seen[ino] {
 			continue
 		} else {
+			// No second stat per process here: a namespace reached both
+			// ways is only read twice, the first owner kept.
 			seen[ino] = true
-			if k, err := r.h.ProcNetInode(p); err == nil {
-				seenNet[k] = true
-			}
 		}
 		addrs := r.localAddrs(p)
 		if len(addrs) == 0 {
