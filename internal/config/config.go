@@ -62,6 +62,7 @@ type Config struct {
 	Compaction    Compaction    // compaction
 	Symptoms      Symptoms      // symptoms
 	SNAT          SNAT          // snat
+	DNS           DNS           // dns
 
 	// src records where each key's value was read from, keyed by YAML path.
 	// It is set by Load and LoadFiles and never changed afterwards, so copies
@@ -156,6 +157,15 @@ const (
 	SNATFalse = "false" // off: the daemon does not scan (the CLI still answers)
 )
 
+// DNS configures the cluster DNS probe (`check dns` and the daemon's probe).
+type DNS struct {
+	Enabled   bool          // enabled: the daemon probes (the CLI always answers)
+	ProbeName string        // probeName: the name resolved
+	Servers   []string      // servers: addresses (host or host:port); empty = kubelet's clusterDNS
+	Timeout   time.Duration // timeout: of one query
+	Interval  time.Duration // interval: between two probes in the daemon
+}
+
 // SNATMaxBackendPoolSize is the largest backend pool Azure's default port
 // allocation table covers.
 const SNATMaxBackendPoolSize = 1000
@@ -222,6 +232,13 @@ func Default() Config {
 			WarnRatio:       0.8,
 			PrivateCIDRs:    nil,
 		},
+		DNS: DNS{
+			Enabled:   false,
+			ProbeName: "kubernetes.default.svc.cluster.local",
+			Servers:   nil,
+			Timeout:   2 * time.Second,
+			Interval:  60 * time.Second,
+		},
 	}
 }
 
@@ -242,6 +259,9 @@ func (c Config) settings() Config {
 	}
 	if len(c.SNAT.PrivateCIDRs) == 0 {
 		c.SNAT.PrivateCIDRs = nil
+	}
+	if len(c.DNS.Servers) == 0 {
+		c.DNS.Servers = nil
 	}
 	return c
 }

@@ -151,6 +151,17 @@ var fields = []*field{
 		doc: "A problem when the flows towards one destination reach this share of the ports."},
 	{path: "snat.privateCIDRs", kind: kindList, typ: "list of CIDRs", ptr: func(c *Config) any { return &c.SNAT.PrivateCIDRs },
 		doc: "Destinations that spend no SNAT port besides the built-in private ranges: the VNet's prefixes, peered networks."},
+
+	{path: "dns.enabled", kind: kindBool, ptr: func(c *Config) any { return &c.DNS.Enabled },
+		doc: "Probe the cluster DNS in the daemon (the unit must allow its address: see nodekeeper(8)). check dns always answers."},
+	{path: "dns.probeName", kind: kindString, ptr: func(c *Config) any { return &c.DNS.ProbeName },
+		doc: "The name resolved (an A query), through the servers in order."},
+	{path: "dns.servers", kind: kindList, typ: "list of addresses", ptr: func(c *Config) any { return &c.DNS.Servers },
+		doc: "DNS servers (IP or IP:port) to probe; empty = kubelet's clusterDNS from its config file."},
+	{path: "dns.timeout", kind: kindDuration, ptr: func(c *Config) any { return &c.DNS.Timeout },
+		doc: "Wait for one answer this long; a query unanswered in it counts as a timeout (problem)."},
+	{path: "dns.interval", kind: kindDuration, ptr: func(c *Config) any { return &c.DNS.Interval },
+		doc: "Time between two probes in the daemon."},
 }
 
 // fieldByPath indexes fields by YAML path.
