@@ -428,6 +428,8 @@ var restartOnly = []struct {
 		func(dst *config.Config, src config.Config) { dst.Kubelet.Unit = src.Kubelet.Unit }},
 	{"snat.enabled", func(a, b config.Config) bool { return a.SNAT.Enabled != b.SNAT.Enabled },
 		func(dst *config.Config, src config.Config) { dst.SNAT.Enabled = src.SNAT.Enabled }},
+	{"dns.enabled", func(a, b config.Config) bool { return a.DNS.Enabled != b.DNS.Enabled },
+		func(dst *config.Config, src config.Config) { dst.DNS.Enabled = src.DNS.Enabled }},
 }
 
 // reload applies a configuration read by startReload; it reports whether

@@ -9,6 +9,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
@@ -69,6 +70,16 @@ func (d *Daemon) startWatchers() {
 		e, env = d.newEntry()
 		if w, err := snat.NewWatch(env, d.cfg, snat.NewScanner(d.d.FS, d.d.Clock.Now, snat.DefaultLimit)); err != nil {
 			d.log.Warn("SNAT check off: "+err.Error(), "check", string(snat.CheckName))
+		} else {
+			d.register(e, w)
+		}
+	}
+	// DNS: off by default (the probe sends queries to the cluster DNS, and
+	// the unit allows no address but its own and IMDS until a drop-in does).
+	if c := dnsprobe.ConfigFrom(d.cfg); c.Enabled {
+		e, env = d.newEntry()
+		if w, err := dnsprobe.NewWatch(env, d.cfg, dnsprobe.Checker{FS: d.d.FS}.Run); err != nil {
+			d.log.Warn("DNS probe off: "+err.Error(), "check", string(dnsprobe.CheckName))
 		} else {
 			d.register(e, w)
 		}

@@ -49,7 +49,7 @@ func Msg(id string) slog.Attr { return slog.String(MessageIDKey, id) }
 // fields, so a log call that attaches a MESSAGE_ID should use these keys for
 // the fields its Msg… constant documents.
 const (
-	KeyCheck           = "check"            // CHECK: irq | kubelet | compaction | softirq | snat
+	KeyCheck           = "check"            // CHECK: irq | kubelet | compaction | softirq | snat | dns
 	KeyAction          = "action"           // ACTION: a remediation action, as in the metrics contract
 	KeyResult          = "result"           // RESULT: a remediation result, as in the metrics contract
 	KeyReason          = "reason"           // REASON: why something was done or skipped
@@ -72,6 +72,13 @@ const (
 	KeyAllocatedSource = "allocated_source" // ALLOCATED_SOURCE: config | table | default
 	KeyDestination     = "destination"      // DESTINATION: ip:port/proto or ip/udp
 	KeyTopSource       = "top_source"       // TOP_SOURCE: namespace/pod, host, or an address
+	KeyServer          = "server"           // SERVER: a DNS server address
+	KeyProbeName       = "probe_name"       // PROBE_NAME: the name the DNS probe resolves
+	KeyRcode           = "rcode"            // RCODE: a DNS answer's rcode (NOERROR, SERVFAIL…), empty without one
+	KeyTimeouts        = "timeouts"         // TIMEOUTS: DNS queries unanswered within dns.timeout
+	KeyAttempts        = "attempts"         // ATTEMPTS: DNS queries sent
+	KeyTruncated       = "truncated"        // TRUNCATED: the UDP answer had the TC bit (asked again over TCP)
+	KeyAnswerMS        = "answer_ms"        // ANSWER_MS: milliseconds from query to answer
 )
 
 // New returns a logger writing to w in format (FormatText or FormatJSON; any

@@ -93,4 +93,13 @@ const (
 	// MsgSNATPortsNormal: SNAT port use fell back under snat.warnRatio.
 	// Fields: DEMAND_PORTS, ALLOCATED_PORTS.
 	MsgSNATPortsNormal = "b426683cc5a0a44b70e066da64ef47ac"
+
+	// MsgDNSProbeFailing: the cluster DNS probe timed out, got SERVFAIL or
+	// found no server listening (once per episode). Fields: SERVER,
+	// PROBE_NAME, RCODE, TIMEOUTS, ATTEMPTS, TRUNCATED.
+	MsgDNSProbeFailing = "a2f453b42975401a9939301d242087e7"
+
+	// MsgDNSProbeRecovered: the cluster DNS probe answers again in time.
+	// Fields: SERVER, ANSWER_MS.
+	MsgDNSProbeRecovered = "996d974028864c64ae2567ffce11afa1"
 )
