@@ -179,6 +179,15 @@ func Render(w io.Writer, v View, s Style) error {
 			p("           %s\n", clip("top: "+strings.Join(sn.Top, ", "), 69))
 		}
 	}
+	if d := v.DNS; d != nil {
+		word := check.Status(clip(string(d.Status), 7))
+		shownWord := word
+		if word == check.Problem {
+			shownWord = "PROBLEM"
+		}
+		room := 80 - len("dns        ") - utf8.RuneCountInString(string(shownWord)) - 1
+		p("dns        %s %s\n", s.status(word), clip(d.Message, room))
+	}
 	p("\n%s\n", s.paint(dim, "CPU  NIC queue IRQs           NET_RX/s        softirq         drop/s sq/s kub"))
 	rows := v.CPUs
 	for i := 0; i < len(rows); i++ {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
@@ -43,6 +44,7 @@ type View struct {
 	Repairs    []state.Action      `json:"recent_actions"`
 	Compaction string              `json:"compaction,omitempty"`
 	SNAT       *SNAT               `json:"snat,omitempty"`
+	DNS        *check.Verdict      `json:"dns,omitempty"`
 	Window     time.Duration       `json:"window_ns"`
 	Notes      []string            `json:"notes,omitempty"`
 }
@@ -173,6 +175,10 @@ func Build(in Inputs) View {
 		}
 		if c, ok := st.Checks[snat.CheckName]; ok {
 			v.SNAT = snatView(c)
+		}
+		if c, ok := st.Checks[dnsprobe.CheckName]; ok {
+			v.DNS = &check.Verdict{Check: dnsprobe.CheckName, Status: check.Status(shown(c.Status, maxWord)),
+				Message: shown(c.Message, maxText)}
 		}
 	}
 	if !v.Daemon.Running {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
@@ -147,6 +148,32 @@ func TestColorOnlyWhenAsked(t *testing.T) {
 }
 
 func itoa(n int) string { return fmt.Sprintf("%02d", n) }
+
+// The daemon's last DNS probe has a line; without one there is none.
+func TestDNSLine(t *testing.T) {
+	in := scenarioInputs(t, 8, false)
+	in.State = &state.State{PID: 1, Updated: now, Checks: map[check.Name]state.Check{}}
+	var b strings.Builder
+	if err := Render(&b, Build(in), Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "\ndns ") {
+		t.Errorf("a dns line without a probe:\n%s", b.String())
+	}
+	in.State.Checks[dnsprobe.CheckName] = state.Check{Status: "problem",
+		Message: "DNS 10.0.0.10: 1 of 2 queries timed out (2s); then NOERROR in 0.4ms"}
+	v := Build(in)
+	if v.DNS == nil || v.DNS.Status != check.Problem {
+		t.Fatalf("DNS view: %+v", v.DNS)
+	}
+	b.Reset()
+	if err := Render(&b, v, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "dns        PROBLEM DNS 10.0.0.10: 1 of 2 queries timed out (2s); then NOERROR i…\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in:\n%s", want, b.String())
+	}
+}
 
 // The daemon's last SNAT scan has a line, and its top sources one more.
 func TestSNATSection(t *testing.T) {
