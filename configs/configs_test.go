@@ -25,6 +25,7 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/freeze"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
@@ -47,7 +48,8 @@ const (
 
 // checkNames are the names `nodekeeper check <name>` takes, one per check of
 // the contract.
-var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName)}
+var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName),
+	string(dnsprobe.CheckName)}
 
 // labelValues are the contract's enumerations, for the labels that have one.
 var labelValues = map[string][]string{
@@ -408,6 +410,11 @@ func exportedSeries(t *testing.T) map[string]series {
 		t.Fatal(err)
 	}
 	cm.Observe(0, compaction.ReasonSafety, policy.Success, 100*time.Millisecond)
+	dm, err := dnsprobe.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm.Observe(&dnsprobe.Report{Result: dnsprobe.ResultOK, Took: time.Millisecond})
 	if n := m.InvalidLabelValues(); n != 0 {
 		t.Fatalf("%d label values outside the contract", n)
 	}
