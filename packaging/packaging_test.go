@@ -851,6 +851,55 @@ func TestUnitWithGeneratedDropIns(t *testing.T) {
 	}
 }
 
+// TestUnitWithDNSDropIn: the drop-in the README gives for the DNS probe
+// (the unit allows no cluster DNS address) passes systemd-analyze verify,
+// adds the address to the allow list without widening the rest (the
+// exposure stays), and is the one the unit's comment shows.
+func TestUnitWithDNSDropIn(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("no systemd-analyze")
+	}
+	readme, err := os.ReadFile(repo("README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`printf '([^']*)' >/etc/systemd/system/nodekeeper\.service\.d/50-dns\.conf`).FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md shows no 50-dns.conf drop-in")
+	}
+	dropin := strings.ReplaceAll(string(m[1]), `\n`, "\n")
+	if dropin != "[Service]\nIPAddressAllow=10.0.0.10\n" {
+		t.Errorf("the README's DNS drop-in %q: want one IPAddressAllow= line, no reset of the allow list", dropin)
+	}
+	unit, err := os.ReadFile(repo("systemd/nodekeeper.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "#   /etc/systemd/system/nodekeeper.service.d/50-dns.conf\n#   [Service]\n#   IPAddressAllow=10.0.0.10\n") {
+		t.Error("the unit's comment does not show the README's DNS drop-in")
+	}
+	dir := t.TempDir()
+	u := strings.ReplaceAll(string(unit), "=/usr/bin/nodekeeper ", "=/bin/true ")
+	if err := os.WriteFile(filepath.Join(dir, "nodekeeper.service"), []byte(u), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := exposure(t, filepath.Join(dir, "nodekeeper.service"))
+	if err := os.MkdirAll(filepath.Join(dir, "nodekeeper.service.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nodekeeper.service.d", "50-dns.conf"), []byte(dropin), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "", nil, "systemd-analyze", "verify", "--man=no", filepath.Join(dir, "nodekeeper.service")); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("systemd-analyze verify nodekeeper.service + 50-dns.conf: %v\n%s", err, out)
+	}
+	with, out := exposure(t, filepath.Join(dir, "nodekeeper.service"))
+	t.Logf("exposure: %.1f, %.1f with the DNS drop-in", base, with)
+	if with > base || with > 2.5 {
+		t.Errorf("the DNS drop-in raised the exposure from %.1f to %.1f\n%s", base, with, out)
+	}
+}
+
 // TestUnitVerify runs systemd-analyze verify, which needs no running systemd:
 // on the unit as packaged with ExecStart pointing at the packaged binary (the
 // check wants it executable), and on the irqbalance drop-in beside a unit.
