@@ -23,6 +23,8 @@ CACHE=${NODEKEEPER_CACHE:-/var/cache/nodekeeper-test}
 PACKAGES=systemd,systemd-sysv,dbus,irqbalance,procps,iproute2
 
 log() { printf 'build-rootfs: %s\n' "$*" >&2; }
+# shellcheck source=scripts/build-lib.sh
+. "$REPO/scripts/build-lib.sh"
 die() { printf 'build-rootfs: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap)"
@@ -102,6 +104,7 @@ key=$(
 	{
 		printf 'packages=%s\nsuite=%s\narch=%s\n' "$PACKAGES" "$suite" "$arch"
 		sha256sum <"$SCRIPT"
+		sha256sum <"$REPO/scripts/build-lib.sh"
 		(cd "$PROV" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 	} | sha256sum | cut -c1-16
 )
@@ -125,22 +128,8 @@ if [ -d "$final" ]; then
 fi
 
 tmp=$(mktemp -d "$CACHE/.rootfs-$key.XXXXXX")
-# unmount_under DIR: unmounts everything mounted below DIR (debootstrap mounts
-# proc and sys in the target; an interrupted build can leave them there).
-unmount_under() {
-	local m
-	awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
-		umount -l "$m" 2>/dev/null || true
-	done
-}
 cleanup() {
-	[ -n "${tmp:-}" ] && [ -d "$tmp" ] || return 0
-	unmount_under "$tmp"
-	if awk -v d="$tmp/" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
-		log "mounts remain under $tmp: not removing it"
-		return 0
-	fi
-	rm -rf --one-file-system "$tmp"
+	remove_tree "${tmp:-}"
 }
 trap cleanup EXIT
 

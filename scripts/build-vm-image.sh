@@ -36,6 +36,8 @@ PACKAGES=(linux-image-cloud-amd64 initramfs-tools zstd e2fsprogs procps iproute2
 DISK_SIZE=2G
 
 log() { printf 'build-vm-image: %s\n' "$*" >&2; }
+# shellcheck source=scripts/build-lib.sh
+. "$REPO/scripts/build-lib.sh"
 die() { printf 'build-vm-image: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (systemd-nspawn, file ownership in the disk image)"
@@ -52,6 +54,7 @@ key=$(
 	{
 		printf 'rootfs=%s\npackages=%s\nsize=%s\n' "$rootfs_key" "${PACKAGES[*]}" "$DISK_SIZE"
 		sha256sum <"$SCRIPT"
+		sha256sum <"$REPO/scripts/build-lib.sh"
 		(cd "$PROV" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 		# File modes matter too (the runner must stay executable).
 		(cd "$PROV" && find . -type f -printf '%m %p\n' | LC_ALL=C sort)
@@ -88,12 +91,6 @@ tmp=$(mktemp -d "$CACHE/.vm-$key.XXXXXX")
 tree="$tmp/root"
 cgroups=()
 
-unmount_under() {
-	local m
-	awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
-		umount -l "$m" 2>/dev/null || true
-	done
-}
 # remove_cgroup DIR: removes DIR and the cgroups below it, deepest first.
 remove_cgroup() {
 	local d
@@ -109,13 +106,7 @@ remove_cgroup() {
 cleanup() {
 	local c
 	for c in "${cgroups[@]}"; do remove_cgroup "$c"; done
-	[ -n "${tmp:-}" ] && [ -d "$tmp" ] || return 0
-	unmount_under "$tmp"
-	if awk -v d="$tmp/" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
-		log "mounts remain under $tmp: not removing it"
-		return 0
-	fi
-	rm -rf --one-file-system "$tmp"
+	remove_tree "${tmp:-}"
 }
 trap cleanup EXIT
 

@@ -84,8 +84,13 @@ const (
 	defaultCPUs    = 4
 	defaultMemory  = 2048
 	defaultTimeout = 10 * time.Minute
-	lockTimeout    = 15 * time.Minute
-	pollInterval   = 100 * time.Millisecond
+	// A guest boots to its payload in 12–30 s under TCG; one that has not
+	// after defaultBootTimeout hung (a loaded host once left a guest kernel
+	// stuck with hung-task reports for 8 minutes) and is booted once more.
+	defaultBootTimeout = 4 * time.Minute
+	bootAttempts       = 2
+	lockTimeout        = 15 * time.Minute
+	pollInterval       = 100 * time.Millisecond
 	// poweroffWait bounds the wait for QEMU to exit after PAYLOAD-EXIT.
 	poweroffWait = 30 * time.Second
 	maxQueues    = 8
@@ -140,6 +145,12 @@ type Options struct {
 	// for another VM to end); 10 min when zero. run.sh itself gets Timeout minus min(Timeout/2, 2 min) in the
 	// guest, then exits 124, so a slow payload still reports.
 	Timeout time.Duration
+	// BootTimeout bounds the time from starting QEMU to the payload
+	// starting; 4 min when zero (or Timeout, when that is shorter). A guest
+	// that has not started its payload by then is ended and booted once
+	// more, with fresh disks, within a new Timeout; the kernel's alarms from
+	// the first console are logged.
+	BootTimeout time.Duration
 	// KernelArgs are appended to the guest kernel's command line.
 	KernelArgs []string
 }
@@ -163,8 +174,12 @@ type Result struct {
 	BootSeconds float64
 	// GuestUptime is the guest's own uptime when the payload started.
 	GuestUptime float64
-	// Duration is the time from starting QEMU to its exit.
+	// Duration is the time from starting QEMU to its exit (of the last
+	// boot).
 	Duration time.Duration
+	// Boots is the number of times QEMU was started: 2 when the first
+	// guest did not start its payload within Options.BootTimeout.
+	Boots int
 }
 
 // Require returns the VM image, or ends the test through layer.Unavailable
@@ -227,14 +242,38 @@ func Run(t testing.TB, ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("vm: %w", err)
 	}
 	defer unlock()
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-	defer cancel()
-
 	payload, err := opts.payload()
 	if err != nil {
 		return nil, fmt.Errorf("vm: %w", err)
 	}
-	dir := t.TempDir()
+	for attempt := 1; ; attempt++ {
+		res, err := boot(t, ctx, img, opts, payload, attempt)
+		if res != nil {
+			res.Boots = attempt
+		}
+		if !errors.Is(err, errNoBoot) || attempt == bootAttempts {
+			return res, err
+		}
+		t.Logf("vm: the guest did not start its payload within %v (QEMU ended): booting it once more. Kernel alarms on its console:\n%s",
+			opts.BootTimeout, kernelAlarms(res.Console))
+	}
+}
+
+// errNoBoot says the guest did not start its payload within
+// Options.BootTimeout: a boot that hung, which is the host's trouble and not
+// the payload's, so Run boots once more.
+var errNoBoot = errors.New("the payload did not start")
+
+// boot is one run of QEMU for Run: fresh payload and output disks, boot,
+// watch, power-off, results.
+func boot(t testing.TB, ctx context.Context, img Image, opts Options, payload map[string][]byte, attempt int) (*Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), fmt.Sprintf("boot%d", attempt))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("vm: %w", err)
+	}
 	payloadImg := filepath.Join(dir, "payload.img")
 	if err := makePayloadDisk(ctx, filepath.Join(dir, "payload"), payloadImg, payload); err != nil {
 		return nil, fmt.Errorf("vm: payload disk: %w", err)
@@ -271,7 +310,7 @@ func Run(t testing.TB, ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{ExitCode: -1}
 	start := time.Now()
 	runtime.LockOSThread() // Pdeathsig follows the thread that forks
-	err = cmd.Start()
+	err := cmd.Start()
 	runtime.UnlockOSThread()
 	if err != nil {
 		return nil, fmt.Errorf("vm: start %s: %w", cmd.Path, err)
@@ -284,7 +323,7 @@ func Run(t testing.TB, ctx context.Context, opts Options) (*Result, error) {
 		close(done)
 	}()
 
-	runErr := watch(ctx, res, start, outputLog, done)
+	runErr := watch(ctx, res, start, opts.BootTimeout, outputLog, done)
 	exited := false
 	if runErr == nil {
 		// The guest powers off after PAYLOAD-EXIT.
@@ -324,8 +363,8 @@ func Run(t testing.TB, ctx context.Context, opts Options) (*Result, error) {
 		if waitErr != nil {
 			runErr = fmt.Errorf("%w (QEMU: %v)", runErr, waitErr)
 		}
-		t.Logf("vm: run failed after %v: %v\n--- console (tail) ---\n%s--- payload output (tail) ---\n%s",
-			res.Duration.Round(time.Millisecond), runErr, lastLines(res.Console, 40), lastLines(res.Output, 40))
+		t.Logf("vm: run failed after %v: %v\n--- kernel alarms ---\n%s--- console (tail) ---\n%s--- payload output (tail) ---\n%s",
+			res.Duration.Round(time.Millisecond), runErr, kernelAlarms(res.Console), lastLines(res.Console, 40), lastLines(res.Output, 40))
 		return res, fmt.Errorf("vm: %w", runErr)
 	}
 	t.Logf("vm: %d vCPUs, %d NIC queue pairs: payload started %.1f s after QEMU (guest uptime %.1f s), exit %d, VM gone after %v",
@@ -343,6 +382,9 @@ func (o *Options) fill() error {
 	if o.Timeout == 0 {
 		o.Timeout = defaultTimeout
 	}
+	if o.BootTimeout == 0 {
+		o.BootTimeout = min(defaultBootTimeout, o.Timeout)
+	}
 	switch {
 	case o.CPUs < 1 || o.CPUs > 64:
 		return fmt.Errorf("CPUs %d: want 1..64", o.CPUs)
@@ -354,6 +396,8 @@ func (o *Options) fill() error {
 		return fmt.Errorf("OutputMiB %d is negative", o.OutputMiB)
 	case o.Timeout < 0:
 		return fmt.Errorf("negative Timeout %v", o.Timeout)
+	case o.BootTimeout < 0 || o.BootTimeout > o.Timeout:
+		return fmt.Errorf("BootTimeout %v: want 0..Timeout (%v)", o.BootTimeout, o.Timeout)
 	}
 	if o.Script == "" {
 		if len(o.Env) > 0 {
@@ -580,9 +624,11 @@ func splitOutput(raw string) (out string, uptime float64, exited bool, code int)
 
 // watch polls the payload's output until the exit marker, QEMU's exit, or the
 // end of ctx.
-func watch(ctx context.Context, res *Result, start time.Time, outputLog string, done <-chan struct{}) error {
+func watch(ctx context.Context, res *Result, start time.Time, bootTimeout time.Duration, outputLog string, done <-chan struct{}) error {
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
+	bootDeadline := time.NewTimer(bootTimeout)
+	defer bootDeadline.Stop()
 	check := func() bool {
 		raw, err := os.ReadFile(outputLog)
 		if err != nil {
@@ -613,6 +659,13 @@ func watch(ctx context.Context, res *Result, start time.Time, outputLog string, 
 				return fmt.Errorf("the payload did not start: %w", context.Cause(ctx))
 			}
 			return fmt.Errorf("the payload did not finish: %w", context.Cause(ctx))
+		case <-bootDeadline.C:
+			if check() {
+				return nil
+			}
+			if res.BootSeconds == 0 {
+				return fmt.Errorf("%w within %v", errNoBoot, bootTimeout)
+			}
 		case <-tick.C:
 			if check() {
 				return nil
@@ -714,4 +767,35 @@ func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// alarmLine matches the first line of the kernel's reports of a stuck guest.
+var alarmLine = regexp.MustCompile(`INFO: task .* blocked for more than|BUG:|watchdog: BUG|rcu: INFO|rcu_sched self-detected stall|soft lockup|hard LOCKUP|Out of memory|Kernel panic|I/O error|EXT4-fs error|Call Trace:`)
+
+// kernelAlarms returns the console lines that report a stuck or failing
+// guest kernel (hung tasks, RCU stalls, lockups, I/O errors), each with the
+// line after it, at most maxAlarms of them; "(none)" when there are none.
+// The tail of a console that hung shows only the end of the last stack
+// trace; these lines say what the kernel was complaining about.
+func kernelAlarms(console string) string {
+	const maxAlarms = 20
+	lines := strings.Split(console, "\n")
+	var b strings.Builder
+	n := 0
+	for i, l := range lines {
+		if !alarmLine.MatchString(l) || strings.Contains(l, "Call Trace:") && n > 0 {
+			continue
+		}
+		b.WriteString(l + "\n")
+		if i+1 < len(lines) {
+			b.WriteString(lines[i+1] + "\n")
+		}
+		if n++; n == maxAlarms {
+			break
+		}
+	}
+	if n == 0 {
+		return "(none)\n"
+	}
+	return b.String()
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"os"
 	"os/exec"
@@ -190,8 +191,16 @@ func TestOptionsFill(t *testing.T) {
 	}
 	o := Options{Payload: run}
 	_ = o.fill()
-	if o.CPUs != 4 || o.MemoryMiB != 2048 || o.Timeout != 10*time.Minute {
+	if o.CPUs != 4 || o.MemoryMiB != 2048 || o.Timeout != 10*time.Minute || o.BootTimeout != 4*time.Minute {
 		t.Errorf("defaults: %+v", o)
+	}
+	o = Options{Payload: run, Timeout: time.Minute}
+	if err := o.fill(); err != nil || o.BootTimeout != time.Minute {
+		t.Errorf("Timeout 1m: BootTimeout %v (%v), want 1m", o.BootTimeout, err)
+	}
+	o = Options{Payload: run, Timeout: time.Minute, BootTimeout: 2 * time.Minute}
+	if err := o.fill(); err == nil {
+		t.Errorf("BootTimeout past Timeout accepted")
 	}
 	if got := payloadTimeout(10 * time.Minute); got != 8*time.Minute {
 		t.Errorf("payloadTimeout(10m) = %v, want 8m", got)
@@ -270,5 +279,72 @@ func TestScriptPayload(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || string(out) != "1|it's a \"value\" $(x)" {
 		t.Errorf("run.sh: %q, %v; want the parameters as given", out, err)
+	}
+}
+
+func TestWatchEndsABootThatHangs(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "output.log")
+	done := make(chan struct{})
+	res := &Result{ExitCode: -1}
+	err := watch(t.Context(), res, time.Now(), 300*time.Millisecond, log, done)
+	if !errors.Is(err, errNoBoot) {
+		t.Fatalf("no output at all: err %v, want errNoBoot", err)
+	}
+	// A payload that started in time is not cut by the boot deadline.
+	if err := os.WriteFile(log, []byte(startMarker+" uptime=12.5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	res = &Result{ExitCode: -1}
+	err = watch(ctx, res, time.Now(), 300*time.Millisecond, log, done)
+	if errors.Is(err, errNoBoot) || err == nil || res.GuestUptime != 12.5 {
+		t.Fatalf("started payload: err %v, uptime %v; want the run's own deadline, uptime 12.5", err, res.GuestUptime)
+	}
+}
+
+func TestKernelAlarms(t *testing.T) {
+	console := "[    1.0] Linux version 6.1\n" +
+		"[  243.1] INFO: task jbd2/vda-8:120 blocked for more than 120 seconds.\n" +
+		"[  243.1]       Not tainted 6.1.0-28-cloud-amd64 #1\n" +
+		"[  243.2] Call Trace:\n" +
+		"[  243.2]  <TASK>\n" +
+		"[  300.0] rcu: INFO: rcu_sched self-detected stall on CPU\n" +
+		"[  300.1]  ret_from_fork+0x22/0x30\n"
+	got := kernelAlarms(console)
+	for _, want := range []string{"blocked for more than 120 seconds", "Not tainted", "rcu_sched self-detected stall"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("kernelAlarms lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "Linux version") || strings.Count(got, "Call Trace:") != 0 {
+		t.Errorf("kernelAlarms kept ordinary lines or a second Call Trace:\n%s", got)
+	}
+	if got := kernelAlarms("[ 1.0] all fine\n"); got != "(none)\n" {
+		t.Errorf("quiet console: %q", got)
+	}
+}
+
+// TestRunBootsAgainWhenTheGuestHangs gives a real guest too little time to
+// boot: Run ends QEMU, boots once more, and then reports errNoBoot with the
+// console of the second boot.
+func TestRunBootsAgainWhenTheGuestHangs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	res, err := Run(t, ctx, Options{
+		CPUs:        1,
+		Payload:     map[string][]byte{"run.sh": []byte("#!/bin/sh\necho never\n")},
+		Timeout:     time.Minute,
+		BootTimeout: 2 * time.Second,
+	})
+	if !errors.Is(err, errNoBoot) {
+		t.Fatalf("err %v, want errNoBoot", err)
+	}
+	if res == nil || res.Boots != 2 || res.BootSeconds != 0 {
+		t.Fatalf("result %+v: want 2 boots, none of which started the payload", res)
+	}
+	if !strings.Contains(res.Console, "Linux version") && !strings.Contains(res.Console, "QEMU") {
+		t.Errorf("console of the second boot is empty: %q", res.Console)
 	}
 }
