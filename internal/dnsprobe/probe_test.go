@@ -52,7 +52,7 @@ func rcode(code int) func(int64, dns.ResponseWriter, *dns.Msg) {
 	}
 }
 
-func startServer(t *testing.T, s *server) *server {
+func startServer(t testing.TB, s *server) *server {
 	t.Helper()
 	var pc net.PacketConn
 	var l net.Listener
@@ -307,5 +307,19 @@ func TestCanceledIsUnknown(t *testing.T) {
 	r := Judge(cfg, p.Probe(ctx, cfg, []netip.AddrPort{netip.MustParseAddrPort("10.0.0.10:53")}))
 	if r.Status != check.Unknown || r.Timeouts != 0 {
 		t.Errorf("canceled: %+v", *r)
+	}
+}
+
+// BenchmarkProbeLoopback is one probe of a healthy server on loopback: the
+// probe's own cost (a socket, a query, an answer) every dns.interval.
+func BenchmarkProbeLoopback(b *testing.B) {
+	s := startServer(b, &server{})
+	cfg := testConfig()
+	servers := []netip.AddrPort{s.addr}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := Judge(cfg, Prober{}.Probe(context.Background(), cfg, servers)); r.Status != check.OK {
+			b.Fatal(r.Message)
+		}
 	}
 }
