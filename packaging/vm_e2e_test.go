@@ -353,6 +353,12 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		"generated_compact", "ReadWritePaths=-/sys/devices/system/node/node0/compact",
 		"sandbox_compact_exit", "0", "sandbox_compact_err", "",
 		"scrape_dropin_ok", "1", "scrape_local_dropin_exit", "0")
+	// The DNS probe under the unit: blocked (unknown) by the allow list, a
+	// judgement once the documented drop-in allows the cluster DNS address.
+	if o.One(t, "dns_blocked_ok") != "1" || o.One(t, "dns_allowed_ok") != "1" {
+		t.Errorf("the daemon's DNS probe under the unit: %s without the drop-in (want sending blocked), %s with it (want connection refused)",
+			o.One(t, "dns_blocked"), o.One(t, "dns_allowed"))
+	}
 	// The daemon's SNAT scan reads the conntrack table under the hardened unit:
 	// its verdict is a judgement (ok: the VM's table holds no public flow),
 	// not "unknown: no permission".

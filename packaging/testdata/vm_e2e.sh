@@ -298,6 +298,27 @@ wait_until scrape_dropin 20 scrape
 ./fakeimds get "http://$METRICS/healthz" >/dev/null 2>&1
 echo "scrape_local_dropin_exit=$?"
 
+# 10c. The DNS probe under the unit: the cluster DNS address (here one of
+# the outside namespace's, outside the scrape drop-in's network, nothing
+# listening on port 53) is not on the allow list, so the daemon's probe says
+# its queries are blocked (unknown, not a problem of the DNS); the documented
+# drop-in lets them out, and the port's refusal is then a problem.
+DNS_ADDR=198.51.100.53
+ip -n outside addr add "$DNS_ADDR/32" dev lo || problem "add $DNS_ADDR in the outside namespace"
+ip route add "$DNS_ADDR/32" via "$OUTSIDE_ADDR" dev nk-node || problem "route to $DNS_ADDR"
+dns_status() { nodekeeper status --output json | tr -d '\n' | grep -o '"dns": *{[^}]*}'; }
+dns_says() { dns_status | grep -q "$1"; }
+printf 'dns:\n  enabled: true\n  servers: ["%s"]\n  timeout: 500ms\n  interval: 5s\n' "$DNS_ADDR" >/etc/nodekeeper/config.d/60-dns.yaml
+systemctl restart "$NK" || problem "restart $NK with the DNS probe"
+wait_until dns_blocked 20 dns_says 'sending blocked'
+echo "dns_blocked=$(dns_status)"
+printf '[Service]\nIPAddressAllow=%s\n' "$DNS_ADDR" >/etc/systemd/system/nodekeeper.service.d/50-dns.conf
+systemctl daemon-reload || problem "daemon-reload with the DNS drop-in"
+systemctl restart "$NK" || problem "restart $NK with the DNS drop-in"
+wait_until dns_allowed 20 dns_says 'connection refused'
+echo "dns_allowed=$(dns_status)"
+rm -f /etc/nodekeeper/config.d/60-dns.yaml
+
 # 11. Removal: the daemon stops, kubelet's pin goes, the conffile stays.
 dpkg -L nodekeeper >"$OUT/dpkg-L.txt"
 files=()
