@@ -31,16 +31,18 @@ func Exchange(ctx context.Context, m *dns.Msg, network string, server netip.Addr
 // once and then answers shows what a pod waits for.
 const Attempts = 2
 
-// outcome is what one query came back with.
+// outcome is what one query came back with. Among failures other than a
+// timeout the later constant is the one the report names: a refused port
+// (a problem) before bytes that are not DNS, before other errors.
 type outcome int
 
 const (
 	answered outcome = iota // a DNS message, any rcode
 	timedOut                // no answer within the timeout
+	failed                  // anything else (no route, no socket)
+	garbage                 // an answer that is not a DNS message for our query
 	refused                 // ICMP port unreachable: no server at the address
 	blocked                 // EPERM on send: a local firewall (the unit's IPAddressDeny=)
-	garbage                 // an answer that is not a DNS message for our query
-	failed                  // anything else (no route, no socket)
 	canceled                // the caller's context ended
 )
 
@@ -122,21 +124,24 @@ func (p Prober) Probe(ctx context.Context, cfg Config, servers []netip.AddrPort)
 			case canceled:
 				res.Err = ctx.Err()
 				return res
-			case timedOut:
-				res.Timeouts++
-				res.Server = srv
 			case blocked:
 				// Every query would be dropped alike: say so now.
 				res.Server, res.last, res.lastErr = srv, o, err
 				return res
-			}
-			if o != timedOut && res.last <= o {
-				res.last, res.lastErr = o, err
-				if res.Timeouts == 0 {
-					res.Server = srv
+			case timedOut:
+				res.Timeouts++
+				res.Server = srv
+			default:
+				if o >= res.last {
+					res.last, res.lastErr, res.lastServer = o, err, srv
 				}
 			}
 		}
+	}
+	// The report names the server that timed out (the problem) before
+	// one that failed otherwise.
+	if res.Timeouts == 0 {
+		res.Server = res.lastServer
 	}
 	return res
 }
@@ -169,6 +174,7 @@ type Result struct {
 	Took      time.Duration  // the whole probe, timeouts included: what a client waited
 	Err       error          // the caller's context ended
 
-	last    outcome // the worst failure other than a timeout (refused < blocked < garbage < failed)
-	lastErr error
+	last       outcome // the failure other than a timeout the report names (see outcome)
+	lastErr    error
+	lastServer netip.AddrPort
 }

@@ -275,6 +275,24 @@ func TestSecondServerAnswers(t *testing.T) {
 	}
 }
 
+// A refused port is named before a server that answers garbage: the one
+// is a problem, the other cannot be judged.
+func TestRefusedNamedBeforeGarbage(t *testing.T) {
+	junk := rawUDP(t, func(q []byte) []byte { return []byte{q[0], q[1], 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 3} })
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := netip.MustParseAddrPort(pc.LocalAddr().String())
+	pc.Close()
+	for _, order := range [][]netip.AddrPort{{junk, closed}, {closed, junk}} {
+		r := probe(t, testConfig(), order...)
+		if r.Status != check.Problem || r.Result != ResultRefused || r.Server != ServerString(closed) || r.Attempts != 4 {
+			t.Errorf("servers %v: %+v; want the refused one named, a problem", order, *r)
+		}
+	}
+}
+
 func TestNoServerIsUnknown(t *testing.T) {
 	r := probe(t, testConfig())
 	if r.Status != check.Unknown || r.Attempts != 0 || r.Result != ResultNone {
