@@ -46,6 +46,9 @@ else
 	require root && exit 1
 fi
 
+say "lint: gofmt, go vet, staticcheck"
+make -s lint GO="$GO" || { say "lint FAILED"; exit 1; }
+
 say "go test ./... ($("$GO" env GOVERSION))"
 set -o pipefail
 "$GO" build -o bin/testsummary ./internal/testenv/testsummary || exit 1

@@ -133,6 +133,10 @@ const (
 	throttledBase   = 2 * time.Second
 	serverBase      = time.Second
 	unreachableBase = 5 * time.Second
+	// pauseSlack: a timed-out request that took longer than its timeout by
+	// more than this did not run for part of its time (the process or the
+	// VM was paused), so its timeout says nothing about IMDS.
+	pauseSlack      = time.Second
 	nameRetryBase   = 5 * time.Second
 	nameRetryMax    = 5 * time.Minute
 	maxApproveTries = 3
@@ -229,13 +233,16 @@ type Watcher struct {
 	lastDoc Document
 	haveDoc bool
 
-	answered    bool      // IMDS has answered once (any status)
-	lastOK      time.Time // when the last successful poll was answered
-	up          upState
-	failures    int // consecutive failed polls
-	outageStart time.Time
-	logged      map[Failure]bool // failure kinds logged in this outage
-	noisy       map[string]bool  // summaries said, per reason, while it lasts
+	answered bool      // IMDS has answered once (any status)
+	lastOK   time.Time // when the last successful poll was answered
+	// pauseRetried: the last poll timed out across a pause and was not
+	// counted as a failure; the next one is (see Poll).
+	pauseRetried bool
+	up           upState
+	failures     int // consecutive failed polls
+	outageStart  time.Time
+	logged       map[Failure]bool // failure kinds logged in this outage
+	noisy        map[string]bool  // summaries said, per reason, while it lasts
 
 	nameTries     int
 	nextNameTry   time.Time
@@ -341,11 +348,23 @@ func (w *Watcher) Poll(ctx context.Context) time.Duration {
 	if !w.answered {
 		c = w.first
 	}
+	start := w.clk.Now()
 	resp, err := c.ScheduledEvents(ctx, w.etag)
 	if ctx.Err() != nil {
 		return 0
 	}
+	retried := w.pauseRetried
+	w.pauseRetried = false
 	if err != nil {
+		if took := w.clk.Now().Sub(start); !retried && errors.Is(err, ErrTimeout) && took > c.Timeout()+pauseSlack {
+			// The request's time ran out while this process did not run (a
+			// VM freeze or a SIGSTOP spanned it): IMDS had no fair chance
+			// to answer. Ask again at once, once, before calling it
+			// unreachable.
+			w.pauseRetried = true
+			w.log.Debug("IMDS request spanned a pause; asking again", "took", took.Round(time.Millisecond), "timeout", c.Timeout())
+			return 0
+		}
 		return w.failed(err)
 	}
 	w.answered = true

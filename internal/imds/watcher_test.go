@@ -649,3 +649,69 @@ func TestIdlePollInterval(t *testing.T) {
 		t.Errorf("a Freeze for this VM: next poll in %v, want 1s", d)
 	}
 }
+
+// TestWatcherRequestSpanningAPause: a request whose timeout ran out while the
+// process was stopped (the clock jumps past the timeout at once) is asked
+// again at once and not reported as IMDS being unreachable; a second such
+// timeout in a row, and a timeout that took its real time, are failures.
+func TestWatcherRequestSpanningAPause(t *testing.T) {
+	x := newFixture(t, func(c *WatcherConfig) { c.ResourceName = "vm-0" })
+	x.srv.SetEvents(freezeEv("a", "Scheduled"))
+	x.poll(time.Second) // answered: the normal 3 s timeout applies from now on
+	x.rec.take()
+
+	// pollAcross starts a poll whose answer never comes, waits until the
+	// request and its timeout are pending, then moves the clock by jump
+	// (once, as after a SIGSTOP, or in 100 ms steps, as time really passes).
+	pollAcross := func(jump time.Duration, stepwise bool) time.Duration {
+		t.Helper()
+		x.srv.Push(imdstest.Reply{Delay: time.Hour})
+		for len(x.srv.Arrived()) > 0 {
+			<-x.srv.Arrived()
+		}
+		got := make(chan time.Duration, 1)
+		go func() { got <- x.w.Poll(t.Context()) }()
+		// The request has taken its reply (and its timeout runs) once the
+		// server saw it.
+		for p := range x.srv.Arrived() {
+			if p == "/metadata/scheduledevents" {
+				break
+			}
+		}
+		x.f.BlockUntil(2) // the client's timeout and the server's delay
+		if stepwise {
+			for range jump / (100 * time.Millisecond) {
+				x.f.Advance(100 * time.Millisecond)
+			}
+		} else {
+			x.f.Advance(jump)
+		}
+		return <-got
+	}
+
+	if d := pollAcross(10*time.Second, false); d != 0 {
+		t.Errorf("timeout across a 10 s pause: next poll in %v, want at once", d)
+	}
+	if n := x.log.count("IMDS unreachable"); n != 0 || len(x.rec.take()) != 0 {
+		t.Errorf("a timeout across a pause was reported (%d log lines)", n)
+	}
+	// The same again right after: now it counts.
+	if d := pollAcross(10*time.Second, false); d != 5*time.Second {
+		t.Errorf("second timeout across a pause: next poll in %v, want the unreachable backoff 5s", d)
+	}
+	if n := x.log.count("IMDS unreachable"); n != 1 {
+		t.Errorf("second timeout in a row: unreachable logged %d times, want 1", n)
+	}
+	x.srv.SetEvents(freezeEv("a", "Scheduled"))
+	x.poll(5 * time.Second)
+	if n := x.log.count("IMDS answering again"); n != 1 {
+		t.Errorf("recovery logged %d times", n)
+	}
+	// A timeout that took its real time is a failure at once.
+	if d := pollAcross(3*time.Second, true); d != 5*time.Second {
+		t.Errorf("plain timeout: next poll in %v, want 5s", d)
+	}
+	if n := x.log.count("IMDS unreachable"); n != 2 {
+		t.Errorf("plain timeout: unreachable logged %d times in all, want 2", n)
+	}
+}

@@ -21,9 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/layer"
-	"github.com/vishvananda/netns"
 )
 
 // lab is the outbound lab: network namespaces the test creates — a "node"
@@ -289,7 +290,11 @@ func buildNodekeeper(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", out, "./cmd/nodekeeper")
+	gobin, err := exec.LookPath("go") // go test puts its own toolchain first in PATH
+	if err != nil {
+		t.Fatalf("go not found to build nodekeeper: %v", err)
+	}
+	cmd := exec.Command(gobin, "build", "-o", out, "./cmd/nodekeeper")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

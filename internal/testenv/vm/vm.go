@@ -401,7 +401,7 @@ func (o *Options) fill() error {
 	}
 	if o.Script == "" {
 		if len(o.Env) > 0 {
-			return errors.New("Env without a Script")
+			return errors.New("option Env is set without a Script")
 		}
 		if _, ok := o.Payload["run.sh"]; !ok {
 			return errors.New("the payload has no run.sh")
@@ -414,7 +414,7 @@ func (o *Options) fill() error {
 		}
 		for k, v := range o.Env {
 			if !envName.MatchString(k) || strings.ContainsAny(v, "\n\r\x00") {
-				return fmt.Errorf("Env %q=%q: want a NAME of capitals, digits and underscores and a value of one line", k, v)
+				return fmt.Errorf("option Env %q=%q: want a NAME of capitals, digits and underscores and a value of one line", k, v)
 			}
 		}
 	}
