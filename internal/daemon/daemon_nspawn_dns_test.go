@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/testenv/nkbin"
+
 	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/testenv/nspawn"
@@ -20,7 +22,7 @@ import (
 // go out and the kernel's port unreachable makes it a problem.
 func TestNspawnDNSProbeUnderTheUnit(t *testing.T) {
 	nspawn.Require(t)
-	bin := buildNodekeeper(t, t.TempDir())
+	bin := nkbin.Build(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	t.Cleanup(cancel)
 	n := &node{ctx: ctx, listen: "127.0.0.1:9829"}

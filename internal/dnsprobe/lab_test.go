@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/nodekeeper/nodekeeper/internal/testenv/nkbin"
+
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
 
@@ -206,7 +208,7 @@ func TestLabCheckDNS(t *testing.T) {
 		}
 		reply(w, q, !isTCP)
 	})
-	bin := buildNodekeeper(t)
+	bin := nkbin.Build(t)
 
 	// Through kubelet's clusterDNS, as on a node: the first probe is
 	// answered (query 1), the second loses query 2 and gets query 3's answer.
@@ -243,20 +245,4 @@ func TestLabCheckDNS(t *testing.T) {
 	if n := tcpQueries.Load(); n != 1 {
 		t.Errorf("%d TCP queries after TC, want 1", n)
 	}
-}
-
-func buildNodekeeper(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "nodekeeper")
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", out, "./cmd/nodekeeper")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
 }
