@@ -11,6 +11,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
 	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
@@ -55,6 +56,7 @@ var checks = []struct {
 	{symptoms.CheckName, checkSoftirq},
 	{snat.CheckName, func(ctx context.Context, e checkEnv) reporter { return checkSNAT(ctx, e.h, e.cfg, e.window) }},
 	{dnsprobe.CheckName, checkDNS},
+	{ctdrops.CheckName, checkConntrack},
 }
 
 func checkIRQ(ctx context.Context, e checkEnv) reporter {

@@ -63,6 +63,7 @@ type Config struct {
 	Symptoms      Symptoms      // symptoms
 	SNAT          SNAT          // snat
 	DNS           DNS           // dns
+	Conntrack     Conntrack     // conntrack
 
 	// src records where each key's value was read from, keyed by YAML path.
 	// It is set by Load and LoadFiles and never changed afterwards, so copies
@@ -166,6 +167,14 @@ type DNS struct {
 	Interval  time.Duration // interval: between two probes in the daemon
 }
 
+// Conntrack configures `check conntrack`: conntrack drops, the table's
+// fill, UDP drops of the host and the cluster DNS pods.
+type Conntrack struct {
+	Enabled     string        // enabled: one of the SNAT… constants (auto, true, false)
+	Window      time.Duration // window: rates are over it
+	FillProblem float64       // fillProblem: a problem when entries/max reaches it
+}
+
 // SNATMaxBackendPoolSize is the largest backend pool Azure's default port
 // allocation table covers.
 const SNATMaxBackendPoolSize = 1000
@@ -238,6 +247,11 @@ func Default() Config {
 			Servers:   nil,
 			Timeout:   2 * time.Second,
 			Interval:  60 * time.Second,
+		},
+		Conntrack: Conntrack{
+			Enabled:     SNATAuto,
+			Window:      60 * time.Second,
+			FillProblem: 0.9,
 		},
 	}
 }

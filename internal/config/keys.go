@@ -162,6 +162,13 @@ var fields = []*field{
 		doc: "Wait for one answer this long; a query unanswered in it counts as a timeout (problem)."},
 	{path: "dns.interval", kind: kindDuration, ptr: func(c *Config) any { return &c.DNS.Interval },
 		doc: "Time between two probes in the daemon."},
+
+	{path: "conntrack.enabled", kind: kindTristate, values: []string{SNATAuto, SNATTrue, SNATFalse}, ptr: func(c *Config) any { return &c.Conntrack.Enabled },
+		doc: "Watch conntrack drops, the table's fill and DNS pods' UDP drops in the daemon; auto = where the counters can be read. check conntrack always answers."},
+	{path: "conntrack.window", kind: kindDuration, ptr: func(c *Config) any { return &c.Conntrack.Window },
+		doc: "Time between two samples of the counters: rates are over it."},
+	{path: "conntrack.fillProblem", kind: kindFloat, ptr: func(c *Config) any { return &c.Conntrack.FillProblem },
+		doc: "A problem when the table's entries reach this share of nf_conntrack_max."},
 }
 
 // fieldByPath indexes fields by YAML path.

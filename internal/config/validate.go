@@ -190,6 +190,10 @@ func (c Config) Validate() error {
 	}
 	v.duration("dns.interval", c.DNS.Interval, 5*time.Second, "each probe sends queries to the cluster DNS")
 
+	v.oneOf("conntrack.enabled", c.Conntrack.Enabled)
+	v.duration("conntrack.window", c.Conntrack.Window, time.Second, "rates over a shorter window are noise")
+	v.ratio("conntrack.fillProblem", c.Conntrack.FillProblem, false)
+
 	return errors.Join(v.errs...)
 }
 

@@ -430,6 +430,8 @@ var restartOnly = []struct {
 		func(dst *config.Config, src config.Config) { dst.SNAT.Enabled = src.SNAT.Enabled }},
 	{"dns.enabled", func(a, b config.Config) bool { return a.DNS.Enabled != b.DNS.Enabled },
 		func(dst *config.Config, src config.Config) { dst.DNS.Enabled = src.DNS.Enabled }},
+	{"conntrack.enabled", func(a, b config.Config) bool { return a.Conntrack.Enabled != b.Conntrack.Enabled },
+		func(dst *config.Config, src config.Config) { dst.Conntrack.Enabled = src.Conntrack.Enabled }},
 }
 
 // reload applies a configuration read by startReload; it reports whether

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
+
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
@@ -84,9 +86,38 @@ func (d *Daemon) startWatchers() {
 			d.register(e, w)
 		}
 	}
+	// conntrack: on by default where the counters can be read.
+	if c := ctdrops.ConfigFrom(d.cfg); c.Enabled != "false" {
+		d.registerConntrack(c.Enabled == "true")
+	}
 	for _, build := range d.extra {
 		e, env = d.newEntry()
 		d.register(e, build(env))
+	}
+}
+
+// registerConntrack adds the conntrack watch; with auto (required false) only
+// where a first sample can be read. On a live host it follows the kernel log
+// for "table full" lines when the unit lets it read /dev/kmsg.
+func (d *Daemon) registerConntrack(required bool) {
+	host := ctdrops.NewHost(d.d.FS, d.d.Clock.Now)
+	if _, err := host.Read(context.Background()); err != nil && !required {
+		d.log.Info("conntrack check off (conntrack.enabled: auto): "+err.Error(), "check", string(ctdrops.CheckName))
+		return
+	}
+	if d.d.FS.Live() {
+		if k, err := ctdrops.OpenKmsg("/dev/kmsg"); err != nil {
+			d.log.Info("conntrack check: the kernel log cannot be read, so its \"table full\" lines are not counted (the drop counters still are): "+err.Error(),
+				"check", string(ctdrops.CheckName))
+		} else {
+			host.Kmsg = k
+		}
+	}
+	e, env := d.newEntry()
+	if w, err := ctdrops.NewWatch(env, d.cfg, host); err != nil {
+		d.log.Warn("conntrack check off: "+err.Error(), "check", string(ctdrops.CheckName))
+	} else {
+		d.register(e, w)
 	}
 }
 

@@ -102,4 +102,24 @@ const (
 	// MsgDNSProbeRecovered: the cluster DNS probe answers again in time.
 	// Fields: SERVER, ANSWER_MS.
 	MsgDNSProbeRecovered = "996d974028864c64ae2567ffce11afa1"
+
+	// MsgConntrackTableFull: conntrack dropped packets, the table reached
+	// conntrack.fillProblem, or the kernel logged "table full" (once per
+	// episode). Fields: ENTRIES, MAX, FILL, DROP_PER_S, EARLY_DROP_PER_S,
+	// TABLE_FULL_LINES.
+	MsgConntrackTableFull = "d61eaef2136b4918b4939f5b8b52e57a"
+
+	// MsgConntrackInsertFailed: conntrack insert failures are rising: new
+	// entries lose a race (once per episode). Fields: INSERT_FAILED_PER_S,
+	// CLASH_RESOLVE_PER_S.
+	MsgConntrackInsertFailed = "76eb7f65b2994685b830096b1d53c9a2"
+
+	// MsgDNSPodUDPDrops: a cluster DNS pod's network namespace drops UDP
+	// datagrams on receive (once per episode). Fields: DNS_POD, PID,
+	// UDP_RCVBUF_ERRORS_PER_S, UDP_IN_ERRORS_PER_S.
+	MsgDNSPodUDPDrops = "7c6dd046bf5c44a7a245d3b2fc7ccb93"
+
+	// MsgConntrackNormal: the conntrack check is ok again after a problem.
+	// Fields: ENTRIES, MAX.
+	MsgConntrackNormal = "2129095269cc44ac84a364c953040c56"
 )
