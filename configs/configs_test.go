@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
+
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 
 	"gopkg.in/yaml.v3"
@@ -48,7 +50,7 @@ const (
 
 // checkNames are the names `nodekeeper check <name>` takes, one per check of
 // the contract.
-var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName),
+var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName), string(ctdrops.CheckName),
 	string(dnsprobe.CheckName)}
 
 // labelValues are the contract's enumerations, for the labels that have one.
@@ -415,6 +417,11 @@ func exportedSeries(t *testing.T) map[string]series {
 		t.Fatal(err)
 	}
 	dm.Observe(&dnsprobe.Report{Result: dnsprobe.ResultOK, Took: time.Millisecond})
+	ctm, err := ctdrops.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctm.Observe(ctdrops.Sample{HasHostUDP: true, DNS: []ctdrops.PodUDP{{Name: "coredns", PID: 1}}})
 	if n := m.InvalidLabelValues(); n != 0 {
 		t.Fatalf("%d label values outside the contract", n)
 	}

@@ -359,6 +359,17 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		t.Errorf("the daemon's DNS probe under the unit: %s without the drop-in (want sending blocked), %s with it (want connection refused)",
 			o.One(t, "dns_blocked"), o.One(t, "dns_allowed"))
 	}
+	// The conntrack check under the unit: judged from the counters, the
+	// kernel log closed (said once); the documented kmsg drop-in opens it
+	// and the kernel's table-full line reaches the verdict.
+	if o.One(t, "ct_judged_ok") != "1" || o.One(t, "ct_kmsg_closed") == "0" {
+		t.Errorf("the daemon's conntrack check under the unit: %s (want ok), kernel log closed said %s times (want 1)",
+			o.One(t, "ct_daemon"), o.One(t, "ct_kmsg_closed"))
+	}
+	if o.One(t, "ct_table_full_ok") != "1" || o.One(t, "ct_kmsg_closed_after") != "0" {
+		t.Errorf("with the kmsg drop-in: %s (want 'kernel said table full'), kernel log closed said %s times (want 0)",
+			o.One(t, "ct_kmsg"), o.One(t, "ct_kmsg_closed_after"))
+	}
 	// The daemon's SNAT scan reads the conntrack table under the hardened unit:
 	// its verdict is a judgement (ok: the VM's table holds no public flow),
 	// not "unknown: no permission".

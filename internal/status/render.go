@@ -179,14 +179,19 @@ func Render(w io.Writer, v View, s Style) error {
 			p("           %s\n", clip("top: "+strings.Join(sn.Top, ", "), 69))
 		}
 	}
-	if d := v.DNS; d != nil {
-		word := check.Status(clip(string(d.Status), 7))
-		shownWord := word
-		if word == check.Problem {
-			shownWord = "PROBLEM"
+	for _, line := range []struct {
+		label string
+		v     *check.Verdict
+	}{{"dns", v.DNS}, {"conntrack", v.Conntrack}} {
+		if d := line.v; d != nil {
+			word := check.Status(clip(string(d.Status), 7))
+			shownWord := word
+			if word == check.Problem {
+				shownWord = "PROBLEM"
+			}
+			room := 80 - 11 - utf8.RuneCountInString(string(shownWord)) - 1
+			p("%-10s %s %s\n", line.label, s.status(word), clip(d.Message, room))
 		}
-		room := 80 - len("dns        ") - utf8.RuneCountInString(string(shownWord)) - 1
-		p("dns        %s %s\n", s.status(word), clip(d.Message, room))
 	}
 	p("\n%s\n", s.paint(dim, "CPU  NIC queue IRQs           NET_RX/s        softirq         drop/s sq/s kub"))
 	rows := v.CPUs

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
 	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 
@@ -45,6 +46,7 @@ type View struct {
 	Compaction string              `json:"compaction,omitempty"`
 	SNAT       *SNAT               `json:"snat,omitempty"`
 	DNS        *check.Verdict      `json:"dns,omitempty"`
+	Conntrack  *check.Verdict      `json:"conntrack,omitempty"`
 	Window     time.Duration       `json:"window_ns"`
 	Notes      []string            `json:"notes,omitempty"`
 }
@@ -176,15 +178,23 @@ func Build(in Inputs) View {
 		if c, ok := st.Checks[snat.CheckName]; ok {
 			v.SNAT = snatView(c)
 		}
-		if c, ok := st.Checks[dnsprobe.CheckName]; ok {
-			v.DNS = &check.Verdict{Check: dnsprobe.CheckName, Status: check.Status(shown(c.Status, maxWord)),
-				Message: shown(c.Message, maxText)}
-		}
+		v.DNS = verdictOf(st, dnsprobe.CheckName)
+		v.Conntrack = verdictOf(st, ctdrops.CheckName)
 	}
 	if !v.Daemon.Running {
 		v.Notes = append(v.Notes, "the daemon is not running (no fresh state file): live readings only")
 	}
 	return v
+}
+
+// verdictOf is the state file's verdict of check name, made printable; nil
+// when the daemon recorded none.
+func verdictOf(st *state.State, name check.Name) *check.Verdict {
+	c, ok := st.Checks[name]
+	if !ok {
+		return nil
+	}
+	return &check.Verdict{Check: name, Status: check.Status(shown(c.Status, maxWord)), Message: shown(c.Message, maxText)}
 }
 
 // snatView is the SNAT section from the state file's snat check.

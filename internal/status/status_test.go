@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
 	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
@@ -203,5 +204,35 @@ func TestSNATSection(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, b.String())
 		}
+	}
+}
+
+// The daemon's last conntrack verdict has a line, with hostile text escaped;
+// without one there is none.
+func TestConntrackLine(t *testing.T) {
+	in := scenarioInputs(t, 8, false)
+	in.State = &state.State{PID: 1, Updated: now, Checks: map[check.Name]state.Check{}}
+	var b strings.Builder
+	if err := Render(&b, Build(in), Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "\nconntrack ") {
+		t.Errorf("a conntrack line without a result:\n%s", b.String())
+	}
+	in.State.Checks[ctdrops.CheckName] = state.Check{Status: "problem",
+		Message: "conntrack: table 93% full (243811 of 262144); dropping 41/s (early_drop 3/s)\x1b[2J"}
+	v := Build(in)
+	if v.Conntrack == nil || v.Conntrack.Status != check.Problem {
+		t.Fatalf("conntrack view: %+v", v.Conntrack)
+	}
+	b.Reset()
+	if err := Render(&b, v, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "conntrack  PROBLEM conntrack: table 93% full (243811 of 262144); dropping 41/s …\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in:\n%s", want, b.String())
+	}
+	if strings.Contains(b.String(), "\x1b") {
+		t.Errorf("an escape sequence reached the terminal")
 	}
 }

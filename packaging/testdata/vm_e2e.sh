@@ -319,6 +319,29 @@ wait_until dns_allowed 20 dns_says 'connection refused'
 echo "dns_allowed=$(dns_status)"
 rm -f /etc/nodekeeper/config.d/60-dns.yaml
 
+# 10d. The conntrack check under the unit: a judgement from the counters
+# (netlink under CAP_NET_ADMIN), the kernel log closed to it; the documented
+# drop-in opens /dev/kmsg, and a table-full line written there becomes part
+# of the daemon's verdict.
+ct_status() { nodekeeper status --output json | tr -d '\n' | grep -o '"conntrack": *{[^}]*}'; }
+ct_says() { ct_status | grep -q "$1"; }
+printf 'conntrack:\n  window: 2s\n' >/etc/nodekeeper/config.d/60-conntrack.yaml
+systemctl restart "$NK" || problem "restart $NK with a 2 s conntrack window"
+wait_until ct_judged 20 ct_says '"status": *"ok"'
+echo "ct_daemon=$(ct_status)"
+echo "ct_kmsg_closed=$(journalctl -u "$NK" -b -o cat --no-pager | grep -c 'the kernel log cannot be read')"
+printf '[Service]\nProtectKernelLogs=no\nBindReadOnlyPaths=/dev/kmsg\nDeviceAllow=/dev/kmsg r\nCapabilityBoundingSet=CAP_SYSLOG\n' \
+	>/etc/systemd/system/nodekeeper.service.d/50-kmsg.conf
+systemctl daemon-reload || problem "daemon-reload with the kmsg drop-in"
+systemctl restart "$NK" || problem "restart $NK with the kmsg drop-in"
+sleep 3
+echo "<4>nf_conntrack: table full, dropping packet" >/dev/kmsg
+wait_until ct_table_full 20 ct_says 'kernel said table full'
+echo "ct_kmsg=$(ct_status)"
+echo "ct_kmsg_closed_after=$(journalctl -u "$NK" -o cat --no-pager _PID="$(systemctl show -P MainPID "$NK")" | grep -c 'the kernel log cannot be read')"
+rm -f /etc/systemd/system/nodekeeper.service.d/50-kmsg.conf /etc/nodekeeper/config.d/60-conntrack.yaml
+systemctl daemon-reload
+
 # 11. Removal: the daemon stops, kubelet's pin goes, the conffile stays.
 dpkg -L nodekeeper >"$OUT/dpkg-L.txt"
 files=()
