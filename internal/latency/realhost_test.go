@@ -1,12 +1,17 @@
 package latency
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 
 	"golang.org/x/sys/unix"
 
@@ -106,5 +111,104 @@ func TestProbeMeasuresLoopbackNetRx(t *testing.T) {
 	r := Judge(st, 500*time.Millisecond, DefaultConfig())
 	if r.Source != SourceEBPF || r.Status == check.Unknown {
 		t.Fatalf("report %+v", r)
+	}
+}
+
+// busyLoop spins on cpu at normal priority until stop.
+func busyLoop(t *testing.T, cpu int, stop *atomic.Bool) {
+	onCPU(t, cpu, func() {
+		x := 0
+		for !stop.Load() {
+			x++
+		}
+		_ = x
+	})
+}
+
+// steeredNS makes a network namespace whose loopback steers every packet's
+// NET_RX processing to cpu (RPS), and returns its name.
+func steeredNS(t *testing.T, cpu int) string {
+	t.Helper()
+	name := fmt.Sprintf("nklat-%d-%d", os.Getpid(), cpu)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		layer.Unavailable(t, "root", "ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", name).Run() })
+	mask := fmt.Sprintf("%x", 1<<cpu)
+	script := "ip link set lo up && echo " + mask + " >/sys/class/net/lo/queues/rx-0/rps_cpus"
+	if out, err := exec.Command("ip", "netns", "exec", name, "sh", "-c", script).CombinedOutput(); err != nil {
+		layer.Unavailable(t, "root", "steer the namespace's loopback to CPU %d (RPS): %v: %s", cpu, err, out)
+	}
+	return name
+}
+
+// inNetNS runs f on a thread of its own inside the namespace ns.
+func inNetNS(t *testing.T, ns string, f func()) {
+	runtime.LockOSThread() // not unlocked: the thread ends with the goroutine, in ns
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		t.Error(err)
+		return
+	}
+	f()
+}
+
+// TestProbeSeesACPUHogDelayNetRx: a loopback flood whose NET_RX work is
+// steered (RPS) to one CPU where two busy loops at the same priority compete
+// with ksoftirqd, and a light flood processed on another CPU: the hogged
+// CPU's NET_RX softirqs wait longer (p99) than the other's, as the kernel
+// measures it.
+func TestProbeSeesACPUHogDelayNetRx(t *testing.T) {
+	layer.Root(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	hog, calm := runtime.NumCPU()-1, runtime.NumCPU()-2
+	steered := steeredNS(t, hog)
+	p, err := Open()
+	if err != nil {
+		layer.Unavailable(t, "root", "cannot attach the eBPF programs: %v", err)
+	}
+	defer p.Close()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for _, f := range []func(){
+		func() { inNetNS(t, steered, func() { udpFlood(t, calm, &stop) }) }, // sent from calm, processed on hog
+		func() { inNetNS(t, steered, func() { udpFlood(t, calm, &stop) }) },
+		func() { busyLoop(t, hog, &stop) },
+		func() { busyLoop(t, hog, &stop) },
+		func() { udpFlood(t, calm, &stop) }, // the host's loopback: processed on calm
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	time.Sleep(300 * time.Millisecond) // let the flood reach its steady state
+	m, err := NewMeter(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	st, err := m.Next()
+	stop.Store(true)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[int]Stat{}
+	for _, s := range st {
+		by[s.CPU] = s
+	}
+	h, c := by[hog], by[calm]
+	t.Logf("over 3 s: CPU %d (steered flood + busy loops) %+v; CPU %d (flood) %+v", hog, h, calm, c)
+	if h.Samples < 100 || c.Samples < 100 {
+		t.Fatalf("too few samples: CPU %d %d, CPU %d %d", hog, h.Samples, calm, c.Samples)
+	}
+	if h.P99us <= c.P99us {
+		t.Errorf("CPU %d with busy loops competing: p99 %.1f µs, not above CPU %d's %.1f µs", hog, h.P99us, calm, c.P99us)
 	}
 }
