@@ -336,9 +336,13 @@ lat_says() { lat_status | grep -q "$1"; }
 wait_until lat_ebpf 20 lat_says '"source": *"ebpf"'
 echo "lat_daemon=$(lat_status)"
 echo "lat_check=$(nodekeeper check latency)"
-# CPUs with NET_RX samples in the daemon's last window (the guest's NIC
-# carries the IMDS polls and the scrapes).
-echo "lat_cpus=$(nodekeeper check latency --output json | tr -d ' \n' | grep -o '"cpu":[0-9]*' | wc -l)"
+# CPUs with NET_RX samples in the daemon's last window: scrapes from the
+# outside namespace (allowed by the scrape drop-in above) bring packets in.
+lat_cpus() { nodekeeper check latency --output json | tr -d ' \n' | grep -o '"cpu":[0-9]*' | wc -l; }
+lat_sampled() { scrape; [ "$(lat_cpus)" -gt 0 ]; }
+wait_until lat_samples 30 lat_sampled
+echo "lat_cpus=$(lat_cpus)"
+echo "lat_sampled_check=$(nodekeeper check latency)"
 echo "ct_kmsg_closed=$(journalctl -u "$NK" -b -o cat --no-pager | grep -c 'the kernel log cannot be read')"
 printf '[Service]\nProtectKernelLogs=no\nBindReadOnlyPaths=/dev/kmsg\nDeviceAllow=/dev/kmsg r\nCapabilityBoundingSet=CAP_SYSLOG\n' \
 	>/etc/systemd/system/nodekeeper.service.d/50-kmsg.conf
