@@ -549,6 +549,12 @@ func TestMaintainerScripts(t *testing.T) {
 	logf := filepath.Join(stubs, "calls")
 	for _, c := range []string{"systemctl", "deb-systemd-helper", "deb-systemd-invoke", "journalctl", "nodekeeper"} {
 		s := fmt.Sprintf("#!/bin/sh\necho \"%s $*\" >>%s\n", c, logf)
+		if c == "systemctl" {
+			// The scripts' probe of the manager is not logged; it fails where
+			// the manager cannot be reached (a chroot from another PID
+			// namespace: `nodekeeper install` in a pod).
+			s = "#!/bin/sh\n[ \"$1\" = show ] && { [ -n \"$SYSTEMCTL_UNREACHABLE\" ] && exit 1; exit 0; }\n" + s[len("#!/bin/sh\n"):]
+		}
 		if c == "nodekeeper" {
 			s += "[ \"$1\" = undo ] && [ -n \"$UNDO_FAILS\" ] && exit 2\n"
 		}
@@ -578,6 +584,12 @@ func TestMaintainerScripts(t *testing.T) {
 		{"preremove.sh", []string{"remove"}, true, []string{"UNDO_FAILS=1"}, []string{
 			"deb-systemd-invoke stop nodekeeper.service", "nodekeeper undo"}},
 		{"preremove.sh", []string{"remove"}, false, nil, nil},
+		// In a pod's chroot the manager is there but unreachable: no
+		// systemctl call (the installer talks to systemd over D-Bus).
+		{"postinstall.sh", []string{"configure", "1.0.0"}, true, []string{"SYSTEMCTL_UNREACHABLE=1"}, []string{
+			"journalctl --update-catalog", "deb-systemd-helper unmask nodekeeper.service",
+			"deb-systemd-helper --quiet was-enabled nodekeeper.service", "deb-systemd-helper enable nodekeeper.service"}},
+		{"preremove.sh", []string{"remove"}, true, []string{"SYSTEMCTL_UNREACHABLE=1"}, nil},
 		{"preremove.sh", []string{"upgrade", "1.1.0"}, true, nil, nil},
 		{"postremove.sh", []string{"remove"}, true, nil, []string{
 			"deb-systemd-helper mask nodekeeper.service", "systemctl --system daemon-reload", "journalctl --update-catalog"}},

@@ -78,6 +78,11 @@ func (s *HostSystemd) Start(ctx context.Context, unit string) error {
 	return s.job(ctx, "start", unit, s.conn.StartUnitContext)
 }
 
+// Restart implements Systemd.
+func (s *HostSystemd) Restart(ctx context.Context, unit string) error {
+	return s.job(ctx, "restart", unit, s.conn.RestartUnitContext)
+}
+
 // Stop implements Systemd.
 func (s *HostSystemd) Stop(ctx context.Context, unit string) error {
 	return s.job(ctx, "stop", unit, s.conn.StopUnitContext)

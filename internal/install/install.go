@@ -49,6 +49,7 @@ type Systemd interface {
 	Enable(ctx context.Context, unit string) error
 	Disable(ctx context.Context, unit string) error
 	Start(ctx context.Context, unit string) error
+	Restart(ctx context.Context, unit string) error
 	Stop(ctx context.Context, unit string) error
 	Reload(ctx context.Context, unit string) error
 	// State is the unit's ActiveState and MainPID.
@@ -169,7 +170,14 @@ func (in *Installer) unit(ctx context.Context, upgraded, overrideChanged bool) e
 		if err := sd.Start(ctx, Unit); err != nil {
 			return fmt.Errorf("start %s: %w", Unit, err)
 		}
-	case overrideChanged && !upgraded:
+	case upgraded:
+		// The package's scripts restart the daemon only where they reach
+		// systemd, which they cannot from a pod's chroot.
+		in.say("restarting %s (pid %d) on the new version", Unit, pid)
+		if err := sd.Restart(ctx, Unit); err != nil {
+			return fmt.Errorf("restart %s: %w", Unit, err)
+		}
+	case overrideChanged:
 		in.say("reloading %s (pid %d) for the new override", Unit, pid)
 		if err := sd.Reload(ctx, Unit); err != nil {
 			return fmt.Errorf("reload %s: %w", Unit, err)

@@ -59,6 +59,11 @@ func (f *fakeSD) Start(context.Context, string) error {
 	f.active, f.pid = "active", f.pid+1
 	return nil
 }
+func (f *fakeSD) Restart(context.Context, string) error {
+	f.calls = append(f.calls, "restart")
+	f.pid++
+	return nil
+}
 func (f *fakeSD) Stop(context.Context, string) error {
 	f.calls = append(f.calls, "stop")
 	f.active = "inactive"
@@ -142,9 +147,10 @@ func TestInstallSteps(t *testing.T) {
 	// A changed override: written and the daemon reloaded, not restarted.
 	r.setOverride("dryRun: false\n")
 	r.want(r.run(false), nil, []string{"enable", "reload"}, "wrote /etc/nodekeeper/config.d/50-kubernetes.yaml", "reloading nodekeeper.service (pid 1)")
-	// A newer package: upgraded (the package's own scripts restart the daemon).
+	// A newer package: upgraded and the daemon restarted on it.
 	r.pm.file = "1.2"
-	r.want(r.run(false), []string{"install"}, []string{"daemon-reload", "enable"}, "upgrading nodekeeper 1.1 to 1.2")
+	r.want(r.run(false), []string{"install"}, []string{"daemon-reload", "enable", "restart"}, "upgrading nodekeeper 1.1 to 1.2",
+		"restarting nodekeeper.service (pid 1)")
 	// An older package is refused and changes nothing.
 	r.pm.file = "1.0"
 	r.setOverride("dryRun: true\n")
