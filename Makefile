@@ -81,9 +81,9 @@ image: ## build the installer image (OCI layout, amd64 + arm64, no base image) i
 	      packaging/package.sh $$p >&2; \
 	  done; \
 	  v=; [ $$a != arm64 ] || v=/v8; \
-	  platforms="$$platforms -platform linux/$$a$$v=$(CURDIR)/$(IMAGE_DIR)/$$a"; \
+	  platforms="$$platforms -platform linux/$$a$$v=$(abspath $(IMAGE_DIR))/$$a"; \
 	done; \
 	export SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)}; \
-	digest=$$(cd tools && $(GO) run ./ociimage -out $(CURDIR)/$(IMAGE_DIR)/oci -version '$(VERSION)' $$platforms); \
+	digest=$$(cd tools && $(GO) run ./ociimage -out $(abspath $(IMAGE_DIR))/oci -version '$(VERSION)' $$platforms); \
 	echo "$$digest" >$(IMAGE_DIR)/digest; \
 	echo "nodekeeper-installer $(VERSION) in $(IMAGE_DIR)/oci (OCI layout): $$digest"
