@@ -7,7 +7,7 @@ package packaging_test
 // podman arguments are derived from `kubectl kustomize`'s rendering, so the
 // manifest and this test cannot drift apart. nodekeeper must end up installed,
 // enabled and active as the VM's own systemd unit (not in the container), with
-// the packaged hardened unit unchanged and no drop-in added; the readiness
+// the packaged hardened unit unchanged (no drop-in but its generator's); the readiness
 // probe must pass; a second pod restarts nothing; the uninstall DaemonSet's
 // pod removes the package.
 
@@ -342,7 +342,14 @@ func TestVMInstallerImage(t *testing.T) {
 	o := vm.ParseOutput(res.Output)
 	o.Report(t, res.ExitCode)
 	o.Want(t, "run_exit", "0", "unit_active", "active", "unit_enabled", "enabled", "ready_ok", "1",
-		"unit_sha", sum(unit), "unit_dropins", "", "restarted", "no", "ready2_ok", "1", "uninstalled_ok", "1")
+		"unit_sha", sum(unit), "restarted", "no", "ready2_ok", "1", "uninstalled_ok", "1")
+	// The packaged unit as shipped: its only drop-ins are the package's
+	// generator's, none from the installer.
+	for _, d := range strings.Fields(o.One(t, "unit_dropins")) {
+		if !strings.HasPrefix(d, "/run/systemd/generator/nodekeeper.service.d/") {
+			t.Errorf("nodekeeper.service has the drop-in %s: the installer must leave the hardened unit as packaged", d)
+		}
+	}
 	if !strings.HasPrefix(o.One(t, "pkg"), "install ok installed ") {
 		t.Errorf("package status %q, want installed", o.One(t, "pkg"))
 	}
