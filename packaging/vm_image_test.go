@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,10 +178,11 @@ func podmanRun(objs []k8sObject, payloadDir string) (podRun, error) {
 	}
 	if cpu := c.Resources.Limits["cpu"]; cpu != "" {
 		n, ok := strings.CutSuffix(cpu, "m")
-		if !ok {
+		milli, err := strconv.Atoi(n)
+		if !ok || err != nil {
 			return podRun{}, fmt.Errorf("cpu limit %q: this test maps only millicores", cpu)
 		}
-		r.Args = append(r.Args, "--cpus="+n+"e-3")
+		r.Args = append(r.Args, fmt.Sprintf("--cpus=%d.%03d", milli/1000, milli%1000))
 	}
 	for _, m := range c.VolumeMounts {
 		var src, opts string
@@ -241,7 +243,7 @@ func TestPodmanArgsFromManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := strings.Join(inst.Args, " ")
-	for _, want := range []string{"--privileged", "--volume=/:/host:rslave", "--volume=/run/dbus:/run/dbus:rprivate",
+	for _, want := range []string{"--privileged", "--memory=256m", "--cpus=0.500", "--volume=/:/host:rslave", "--volume=/run/dbus:/run/dbus:rprivate",
 		"--volume=/payload/configmap/override:/etc/nodekeeper-override:rprivate,ro", "IMAGE --host-root=/host"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("podman arguments %q lack %q", args, want)
