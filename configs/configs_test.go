@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/latency"
+
 	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
 
 	"github.com/nodekeeper/nodekeeper/internal/snat"
@@ -50,7 +52,7 @@ const (
 
 // checkNames are the names `nodekeeper check <name>` takes, one per check of
 // the contract.
-var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName), string(ctdrops.CheckName),
+var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName), string(ctdrops.CheckName), string(latency.Name),
 	string(dnsprobe.CheckName)}
 
 // labelValues are the contract's enumerations, for the labels that have one.
@@ -421,6 +423,13 @@ func exportedSeries(t *testing.T) map[string]series {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lm, err := latency.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := make([]latency.CPUCounts, 1)
+	lc[0].Buckets[3] = 1
+	lm.Observe(lc)
 	ctm.Observe(ctdrops.Sample{HasHostUDP: true, DNS: []ctdrops.PodUDP{{Name: "coredns", PID: 1}}})
 	if n := m.InvalidLabelValues(); n != 0 {
 		t.Fatalf("%d label values outside the contract", n)

@@ -16,6 +16,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/kubelet"
+	"github.com/nodekeeper/nodekeeper/internal/latency"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 )
@@ -57,6 +58,7 @@ var checks = []struct {
 	{snat.CheckName, func(ctx context.Context, e checkEnv) reporter { return checkSNAT(ctx, e.h, e.cfg, e.window) }},
 	{dnsprobe.CheckName, checkDNS},
 	{ctdrops.CheckName, checkConntrack},
+	{latency.Name, checkLatency},
 }
 
 func checkIRQ(ctx context.Context, e checkEnv) reporter {

@@ -72,7 +72,7 @@ const usage = `nodekeeper keeps a Kubernetes node's network receive path healthy
 
 Usage:
   nodekeeper run      [--config FILE] [--dry-run]       the daemon
-  nodekeeper check    [irq|kubelet|compaction|softirq|snat|dns|conntrack|all] [--output text|json] [--window 1s]
+  nodekeeper check    [irq|kubelet|compaction|softirq|snat|dns|conntrack|latency|all] [--output text|json] [--window 1s]
   nodekeeper top      [snat] [--by pod|destination] [--output text|json] [--limit 10]  who uses the SNAT ports now
   nodekeeper config validate [FILE]
   nodekeeper undo     [--force]                         remove nodekeeper's kubelet pin (IRQ masks are left)

@@ -64,6 +64,7 @@ type Config struct {
 	SNAT          SNAT          // snat
 	DNS           DNS           // dns
 	Conntrack     Conntrack     // conntrack
+	Latency       Latency       // latency
 
 	// src records where each key's value was read from, keyed by YAML path.
 	// It is set by Load and LoadFiles and never changed afterwards, so copies
@@ -175,6 +176,14 @@ type Conntrack struct {
 	FillProblem float64       // fillProblem: a problem when entries/max reaches it
 }
 
+// Latency configures the NET_RX softirq latency measurement (`check
+// latency`, the daemon's eBPF probes).
+type Latency struct {
+	Enabled    string        // enabled: one of the SNAT… constants (auto, true, false)
+	Window     time.Duration // window: one measurement
+	P99Problem time.Duration // p99Problem: a CPU whose p99 reaches it is a problem
+}
+
 // SNATMaxBackendPoolSize is the largest backend pool Azure's default port
 // allocation table covers.
 const SNATMaxBackendPoolSize = 1000
@@ -252,6 +261,11 @@ func Default() Config {
 			Enabled:     SNATAuto,
 			Window:      60 * time.Second,
 			FillProblem: 0.9,
+		},
+		Latency: Latency{
+			Enabled:    SNATAuto,
+			Window:     10 * time.Second,
+			P99Problem: 10 * time.Millisecond,
 		},
 	}
 }

@@ -169,6 +169,13 @@ var fields = []*field{
 		doc: "Time between two samples of the counters: rates are over it."},
 	{path: "conntrack.fillProblem", kind: kindFloat, ptr: func(c *Config) any { return &c.Conntrack.FillProblem },
 		doc: "A problem when the table's entries reach this share of nf_conntrack_max."},
+
+	{path: "latency.enabled", kind: kindTristate, values: []string{SNATAuto, SNATTrue, SNATFalse}, ptr: func(c *Config) any { return &c.Latency.Enabled },
+		doc: "Measure how long raised NET_RX softirqs wait, per CPU, with eBPF in the daemon (needs CAP_BPF and CAP_PERFMON); auto = where the programs attach."},
+	{path: "latency.window", kind: kindDuration, ptr: func(c *Config) any { return &c.Latency.Window },
+		doc: "One measurement: the percentiles are over it."},
+	{path: "latency.p99Problem", kind: kindDuration, ptr: func(c *Config) any { return &c.Latency.P99Problem },
+		doc: "A CPU whose p99 wait reaches this is a problem and a symptom (IRQ check, kubelet re-pin)."},
 }
 
 // fieldByPath indexes fields by YAML path.

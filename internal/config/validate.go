@@ -194,6 +194,10 @@ func (c Config) Validate() error {
 	v.duration("conntrack.window", c.Conntrack.Window, time.Second, "rates over a shorter window are noise")
 	v.ratio("conntrack.fillProblem", c.Conntrack.FillProblem, false)
 
+	v.oneOf("latency.enabled", c.Latency.Enabled)
+	v.duration("latency.window", c.Latency.Window, time.Second, "percentiles over a shorter window are noise")
+	v.duration("latency.p99Problem", c.Latency.P99Problem, 100*time.Microsecond, "a healthy CPU's softirqs wait microseconds")
+
 	return errors.Join(v.errs...)
 }
 

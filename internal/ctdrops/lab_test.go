@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,7 +137,7 @@ func (l *ctLab) flood(n int) {
 			return
 		}
 		for i := range n {
-			c, err := net.Dial("udp4", fmt.Sprintf("%s:%d", labPeer, 10000+i%20000))
+			c, err := net.Dial("udp4", net.JoinHostPort(labPeer, strconv.Itoa(10000+i%20000)))
 			if err != nil {
 				errc <- err
 				return

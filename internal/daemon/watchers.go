@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
+	"github.com/nodekeeper/nodekeeper/internal/latency"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/clock"
@@ -89,6 +90,23 @@ func (d *Daemon) startWatchers() {
 	// conntrack: on by default where the counters can be read.
 	if c := ctdrops.ConfigFrom(d.cfg); c.Enabled != "false" {
 		d.registerConntrack(c.Enabled == "true")
+	}
+	// NET_RX latency: on by default where the eBPF programs attach; where
+	// they cannot (no CAP_BPF/CAP_PERFMON, an old kernel) the check says
+	// unknown with the reason, and latency.enabled: true says so too.
+	if c := latency.ConfigFrom(d.cfg); c.Enabled != "false" && (c.Enabled == "true" || d.d.FS.Live()) {
+		var r latency.Reader
+		p, why := latency.Open()
+		if why == nil {
+			r = p // the programs stay attached for the process's life
+		}
+		e, env = d.newEntry()
+		if w, err := latency.NewWatch(env, d.cfg, r, why); err != nil {
+			d.log.Warn("latency measurement off: "+err.Error(), "check", string(latency.Name))
+		} else {
+			d.register(e, w)
+			d.lat = w
+		}
 	}
 	for _, build := range d.extra {
 		e, env = d.newEntry()

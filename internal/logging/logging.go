@@ -49,7 +49,7 @@ func Msg(id string) slog.Attr { return slog.String(MessageIDKey, id) }
 // fields, so a log call that attaches a MESSAGE_ID should use these keys for
 // the fields its Msg… constant documents.
 const (
-	KeyCheck           = "check"                   // CHECK: irq | kubelet | compaction | softirq | snat | dns | conntrack
+	KeyCheck           = "check"                   // CHECK: irq | kubelet | compaction | softirq | snat | dns | conntrack | latency
 	KeyAction          = "action"                  // ACTION: a remediation action, as in the metrics contract
 	KeyResult          = "result"                  // RESULT: a remediation result, as in the metrics contract
 	KeyReason          = "reason"                  // REASON: why something was done or skipped
@@ -91,6 +91,8 @@ const (
 	KeyPID             = "pid"                     // PID: a process id
 	KeyRcvbufRate      = "udp_rcvbuf_errors_per_s" // UDP_RCVBUF_ERRORS_PER_S: UDP receive-buffer errors per second
 	KeyUDPInErrRate    = "udp_in_errors_per_s"     // UDP_IN_ERRORS_PER_S: UDP receive errors per second
+	KeyP99BeforeUs     = "p99_before_us"           // P99_BEFORE_US: NET_RX softirq wait p99 before a kubelet pin, µs (-1: no samples)
+	KeyP99AfterUs      = "p99_after_us"            // P99_AFTER_US: the same one latency window after the pin
 )
 
 // New returns a logger writing to w in format (FormatText or FormatJSON; any

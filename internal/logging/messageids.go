@@ -122,4 +122,9 @@ const (
 	// MsgConntrackNormal: the conntrack check is ok again after a problem.
 	// Fields: ENTRIES, MAX.
 	MsgConntrackNormal = "2129095269cc44ac84a364c953040c56"
+
+	// MsgKubeletPinEffect: one latency window after a kubelet pin, the
+	// NET_RX softirq wait p99 on the net_rx CPUs before and after it.
+	// Fields: CPUS, P99_BEFORE_US, P99_AFTER_US (-1: no samples).
+	MsgKubeletPinEffect = "22cd202320ee4ad6a91ea6a8d12f6440"
 )

@@ -20,6 +20,7 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/latency"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
@@ -234,5 +235,43 @@ func TestConntrackLine(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "\x1b") {
 		t.Errorf("an escape sequence reached the terminal")
+	}
+}
+
+// The daemon's last latency measurement has a line and p99 bars for the
+// slowest CPUs, slowest first, at most latencyTop.
+func TestLatencySection(t *testing.T) {
+	in := scenarioInputs(t, 8, false)
+	in.State = &state.State{PID: 1, Updated: now, Checks: map[check.Name]state.Check{}}
+	var cpus []latency.Stat
+	for i := range 10 {
+		cpus = append(cpus, latency.Stat{CPU: i, P99us: float64(i * i * 100), Samples: 100})
+	}
+	cpus[3].P99us = 12000 // past the 10 ms problem line
+	rep := latency.Judge(cpus, 10*time.Second, latency.DefaultConfig())
+	raw, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.State.Checks[latency.Name] = state.Check{Status: string(rep.Status), Message: rep.Message, Report: raw}
+	v := Build(in)
+	if v.Latency == nil || len(v.Latency.CPUs) != latencyTop || v.Latency.CPUs[0].CPU != 3 || v.Latency.CPUs[1].CPU != 9 {
+		t.Fatalf("latency view: %+v", v.Latency)
+	}
+	var b strings.Builder
+	if err := Render(&b, v, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"latency    PROBLEM NET_RX softirqs wait p99 12ms on CPU 3",
+		"           p99  cpu 3   ██████ 12.0ms   cpu 9   █████▉ 8.1ms",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "cpu 0 ") {
+		t.Errorf("a CPU beyond the %d slowest was shown:\n%s", latencyTop, out)
 	}
 }

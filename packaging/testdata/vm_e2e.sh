@@ -325,10 +325,20 @@ rm -f /etc/nodekeeper/config.d/60-dns.yaml
 # of the daemon's verdict.
 ct_status() { nodekeeper status --output json | tr -d '\n' | grep -o '"conntrack": *{[^}]*}'; }
 ct_says() { ct_status | grep -q "$1"; }
-printf 'conntrack:\n  window: 2s\n' >/etc/nodekeeper/config.d/60-conntrack.yaml
-systemctl restart "$NK" || problem "restart $NK with a 2 s conntrack window"
+printf 'conntrack:\n  window: 2s\nlatency:\n  window: 2s\n' >/etc/nodekeeper/config.d/60-conntrack.yaml
+systemctl restart "$NK" || problem "restart $NK with 2 s conntrack and latency windows"
 wait_until ct_judged 20 ct_says '"status": *"ok"'
 echo "ct_daemon=$(ct_status)"
+# The NET_RX latency programs load and attach under the unit (CAP_BPF,
+# CAP_PERFMON, bpf(2)): the daemon's source is ebpf, not unavailable.
+lat_status() { nodekeeper status --output json | tr -d '\n' | grep -o '"latency": *{[^}]*"source": *"[a-z]*"'; }
+lat_says() { lat_status | grep -q "$1"; }
+wait_until lat_ebpf 20 lat_says '"source": *"ebpf"'
+echo "lat_daemon=$(lat_status)"
+echo "lat_check=$(nodekeeper check latency)"
+# CPUs with NET_RX samples in the daemon's last window (the guest's NIC
+# carries the IMDS polls and the scrapes).
+echo "lat_cpus=$(nodekeeper check latency --output json | tr -d ' \n' | grep -o '"cpu":[0-9]*' | wc -l)"
 echo "ct_kmsg_closed=$(journalctl -u "$NK" -b -o cat --no-pager | grep -c 'the kernel log cannot be read')"
 printf '[Service]\nProtectKernelLogs=no\nBindReadOnlyPaths=/dev/kmsg\nDeviceAllow=/dev/kmsg r\nCapabilityBoundingSet=CAP_SYSLOG\n' \
 	>/etc/systemd/system/nodekeeper.service.d/50-kmsg.conf
