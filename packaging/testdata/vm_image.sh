@@ -5,7 +5,8 @@
 # uninstall DaemonSet's pod. Prints KEY=VALUE results.
 # Parameters (vm.Options.Env): RUN_ARGS and UNINSTALL_ARGS (podman run
 # arguments derived from the manifests, IMAGE standing for the image), READY
-# (the readiness probe's command).
+# (the readiness probe's command), INSTALLER (0: the binary has no install
+# command yet: only the image is checked).
 # shellcheck disable=SC2317
 set -u
 # shellcheck source=internal/testenv/vm/guest/lib.sh
@@ -21,11 +22,12 @@ fatal() {
 	echo "fail=$*"
 	finish 1
 }
-# pod NAME ARGS: starts a pod's container, detached; the image is the layout.
+# pod NAME ARGS: starts a pod's container, detached, from the image loaded
+# from the layout (IMAGE in ARGS).
 pod() {
 	local name=$1 args=()
 	for a in $2; do
-		[ "$a" = IMAGE ] && a=oci:/run/nk-oci
+		[ "$a" = IMAGE ] && a=$id
 		args+=("$a")
 	done
 	podman run -d --name "$name" "${args[@]}"
@@ -39,7 +41,17 @@ not_installed() { ! installed; }
 cp -a /payload/oci /run/nk-oci || fatal "copying the layout"
 echo "podman=$(podman --version)"
 
-pod nk1 "$RUN_ARGS" >"$OUT/podman-run.txt" 2>&1
+# The image as the runtime sees it: loaded from the layout, this machine's
+# platform chosen from the index, the installer as its entrypoint.
+id=$(podman pull -q oci:/run/nk-oci 2>>"$OUT/podman-run.txt")
+echo "pull_exit=$?"
+[ -n "$id" ] || fatal "podman could not load the image from its OCI layout"
+echo "image_arch=$(podman image inspect -f '{{.Architecture}}' "$id")"
+echo "image_entrypoint=$(podman image inspect -f '{{join .Config.Entrypoint " "}}' "$id")"
+echo "image_version=$(podman run --rm --network=none --entrypoint /nodekeeper "$id" version 2>&1 | head -n1)"
+[ "${INSTALLER:-1}" = 1 ] || finish 0
+
+pod nk1 "$RUN_ARGS" >>"$OUT/podman-run.txt" 2>&1
 echo "run_exit=$?"
 # Active, or the installer gave up (its container ended).
 settled() { systemctl is-active --quiet "$NK" || [ "$(podman inspect -f '{{.State.Running}}' "$1")" != true ]; }
