@@ -1026,7 +1026,7 @@ func TestRootModuleGraphHasNoPackagingTool(t *testing.T) {
 	out := mustRun(t, root, nil, goCmd(), "list", "-m", "all")
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		mod := strings.Fields(line)[0]
-		for _, banned := range []string{"github.com/goreleaser/", "github.com/go-git/", "github.com/Masterminds/", "github.com/hashicorp/"} {
+		for _, banned := range []string{"github.com/goreleaser/", "github.com/go-git/", "github.com/Masterminds/", "github.com/hashicorp/", "k8s.io/", "sigs.k8s.io/"} {
 			if strings.HasPrefix(mod, banned) {
 				t.Errorf("the root module graph has %s: keep packaging and test-only tools in tools/go.mod", mod)
 			}
