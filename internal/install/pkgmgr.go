@@ -7,17 +7,39 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 )
 
-// Chroot runs the host's own tools inside the host root.
+// Chroot runs the host's own tools inside the host root. The chroot is the
+// process's own (the installer image has no chroot binary, nor a shell).
 type Chroot struct{ Root string }
 
-// Run runs name with args chrooted into the host root and returns its
-// standard output; the error carries its standard error.
+// hostPATH is where a host's tools are, in order.
+var hostPATH = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+// Run runs name (a host path, or a name looked up in the host's PATH) with
+// args chrooted into the host root and returns its standard output; the
+// error carries its standard error.
 func (c Chroot) Run(ctx context.Context, env []string, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "chroot", append([]string{c.Root, name}, args...)...)
-	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}, env...)
+	path := name
+	if !strings.HasPrefix(name, "/") {
+		path = ""
+		for _, d := range hostPATH {
+			if fi, err := os.Stat(filepath.Join(c.Root, d, name)); err == nil && !fi.IsDir() {
+				path = d + "/" + name
+				break
+			}
+		}
+		if path == "" {
+			return "", fmt.Errorf("the host has no %s in %s", name, strings.Join(hostPATH, ":"))
+		}
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Dir = "/" // inside the chroot
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: c.Root}
+	cmd.Env = append([]string{"PATH=" + strings.Join(hostPATH, ":"), "LC_ALL=C"}, env...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {

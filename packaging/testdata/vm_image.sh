@@ -49,7 +49,6 @@ echo "pull_exit=$?"
 echo "image_arch=$(podman image inspect -f '{{.Architecture}}' "$id")"
 echo "image_entrypoint=$(podman image inspect -f '{{join .Config.Entrypoint " "}}' "$id")"
 echo "image_version=$(podman run --rm --network=none --entrypoint /nodekeeper "$id" version 2>&1 | head -n1)"
-[ "${INSTALLER:-1}" = 1 ] || finish 0
 
 pod nk1 "$RUN_ARGS" >>"$OUT/podman-run.txt" 2>&1
 echo "run_exit=$?"
@@ -69,7 +68,7 @@ echo "pkg=$(dpkg-query -W -f='${Status} ${Version}' nodekeeper)"
 for f in /etc/nodekeeper/config.d/*.yaml; do
 	[ -e "$f" ] && echo "configd=${f##*/} $(sha256sum <"$f" | cut -d' ' -f1)"
 done
-wait_until ready 120 ready nk1
+wait_until ready_wait 120 ready nk1
 echo "ready_ok=$([ "$(podman inspect -f '{{.State.Running}}' nk1)" = true ] && ready nk1 && echo 1 || echo 0)"
 pid=$(systemctl show -p MainPID --value "$NK")
 echo "daemon_cgroup=$(sed -n 's/^0:://p' "/proc/$pid/cgroup")"
@@ -78,7 +77,7 @@ podman logs nk1 >"$OUT/installer.log" 2>&1
 # The pod again (a restarted pod, a node that gets it again): nothing restarts.
 podman rm -f nk1 >/dev/null 2>&1
 pod nk2 "$RUN_ARGS" >>"$OUT/podman-run.txt" 2>&1
-wait_until ready2 120 ready nk2
+wait_until ready2_wait 120 ready nk2
 echo "ready2_ok=$(ready nk2 && echo 1 || echo 0)"
 pid2=$(systemctl show -p MainPID --value "$NK")
 echo "restarted=$([ "$pid" = "$pid2" ] && echo no || echo "yes: MainPID $pid then $pid2")"
@@ -87,7 +86,7 @@ podman rm -f nk2 >/dev/null 2>&1
 
 # The uninstall DaemonSet's pod.
 pod nk-un "$UNINSTALL_ARGS" >>"$OUT/podman-run.txt" 2>&1
-wait_until uninstalled 300 not_installed
+wait_until uninstalled_wait 300 not_installed
 echo "uninstalled_ok=$(not_installed && echo 1 || echo 0)"
 echo "unit_after_uninstall=$(systemctl is-active "$NK")"
 podman logs nk-un >"$OUT/uninstaller.log" 2>&1
