@@ -290,18 +290,18 @@ func plainError(err error) string {
 func decodeFile(c *Config, file string, data []byte) []error {
 	d := &decoder{file: file, data: data, c: c}
 	fs := decodeSchema()
-	d.file_ = reflect.New(fs.typ).Elem()
+	d.decoded = reflect.New(fs.typ).Elem()
 	d.index = fs.index
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	derr := decodeStrict(dec, d.file_.Addr().Interface())
+	derr := decodeStrict(dec, d.decoded.Addr().Interface())
 	if errors.Is(derr, io.EOF) { // empty, or only comments
 		return nil
 	}
 	if _, ok := errors.AsType[*yaml.TypeError](derr); derr != nil && !ok {
 		return []error{d.syntaxError(derr)}
 	}
-	root := d.file_.Field(fs.root).Addr().Interface().(*rootNode).n
+	root := d.decoded.Field(fs.root).Addr().Interface().(*rootNode).n
 	if root == nil && derr != nil {
 		// The document is not a mapping, so yaml.v3 handed no node over:
 		// read the tree to say where and what it is.
@@ -367,10 +367,10 @@ type decoder struct {
 	data []byte
 	c    *Config
 	errs []error
-	// file_ is what yaml.v3 decoded the file into (a fileSchema.typ), and
+	// decoded is what yaml.v3 decoded the file into (a fileSchema.typ), and
 	// index where each key's value is in it.
-	file_ reflect.Value
-	index map[*field][]int
+	decoded reflect.Value
+	index   map[*field][]int
 }
 
 func (d *decoder) fail(line int, field, reason string) {
@@ -513,7 +513,7 @@ func (d *decoder) leaf(f *field, line int, v *yaml.Node) {
 		return
 	}
 	var val leaf
-	if p := d.file_.FieldByIndex(d.index[f]); !p.IsNil() {
+	if p := d.decoded.FieldByIndex(d.index[f]); !p.IsNil() {
 		val = p.Interface().(leaf)
 	} else {
 		// yaml.v3 decodes nothing of a mapping that sets a key twice; the
