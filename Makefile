@@ -67,3 +67,23 @@ rpm: build ## build the RPM package into dist/ (nfpm, a tool of the tools/ modul
 	GO='$(GO)' VERSION='$(VERSION)' BIN='$(BIN)' DIST='$(DIST)' packaging/package.sh rpm
 
 packages: deb rpm ## build both packages into dist/
+
+IMAGE_ARCHES ?= amd64 arm64
+IMAGE_DIR    ?= $(DIST)/image
+.PHONY: image
+
+image: ## build the installer image (OCI layout, amd64 + arm64, no base image) into dist/image/oci; prints its digest
+	@set -e; for a in $(IMAGE_ARCHES); do \
+	  mkdir -p $(IMAGE_DIR)/$$a; \
+	  CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGE_DIR)/$$a/nodekeeper ./cmd/nodekeeper; \
+	  for p in deb rpm; do \
+	    GO='$(GO)' VERSION='$(VERSION)' BIN=$(IMAGE_DIR)/$$a/nodekeeper DIST=$(IMAGE_DIR)/$$a NODEKEEPER_ARCH=$$a \
+	      packaging/package.sh $$p >&2; \
+	  done; \
+	  v=; [ $$a != arm64 ] || v=/v8; \
+	  platforms="$$platforms -platform linux/$$a$$v=$(abspath $(IMAGE_DIR))/$$a"; \
+	done; \
+	export SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)}; \
+	digest=$$(cd tools && $(GO) run ./ociimage -out $(abspath $(IMAGE_DIR))/oci -version '$(VERSION)' $$platforms); \
+	echo "$$digest" >$(IMAGE_DIR)/digest; \
+	echo "nodekeeper-installer $(VERSION) in $(IMAGE_DIR)/oci (OCI layout): $$digest"

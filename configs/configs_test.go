@@ -19,12 +19,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/latency"
+
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
+
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/freeze"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/irqbalance"
@@ -47,7 +52,8 @@ const (
 
 // checkNames are the names `nodekeeper check <name>` takes, one per check of
 // the contract.
-var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName)}
+var checkNames = []string{string(irq.Name), string(kubelet.Name), string(compaction.CheckName), string(symptoms.CheckName), string(snat.CheckName), string(ctdrops.CheckName), string(latency.Name),
+	string(dnsprobe.CheckName)}
 
 // labelValues are the contract's enumerations, for the labels that have one.
 var labelValues = map[string][]string{
@@ -408,6 +414,23 @@ func exportedSeries(t *testing.T) map[string]series {
 		t.Fatal(err)
 	}
 	cm.Observe(0, compaction.ReasonSafety, policy.Success, 100*time.Millisecond)
+	dm, err := dnsprobe.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm.Observe(&dnsprobe.Report{Result: dnsprobe.ResultOK, Took: time.Millisecond})
+	ctm, err := ctdrops.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm, err := latency.NewMetrics(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := make([]latency.CPUCounts, 1)
+	lc[0].Buckets[3] = 1
+	lm.Observe(lc)
+	ctm.Observe(ctdrops.Sample{HasHostUDP: true, DNS: []ctdrops.PodUDP{{Name: "coredns", PID: 1}}})
 	if n := m.InvalidLabelValues(); n != 0 {
 		t.Fatalf("%d label values outside the contract", n)
 	}

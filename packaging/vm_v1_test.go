@@ -119,8 +119,8 @@ func TestVMPackageCgroupV1Pin(t *testing.T) {
 	// Only here, on cgroup v1, the generator grants CAP_DAC_OVERRIDE (bit 1)
 	// and CAP_SYS_NICE (bit 23), beside the unit's CAP_NET_ADMIN (bit 12),
 	// and the exposure stays within bounds.
-	o.Want(t, "nk_capeff", "0000000000801002", "generated_dropins", "50-cgroup-v1.conf 50-node-compact.conf ")
-	if x := o.Float(t, "security_exposure"); x <= 0 || x > 2.5 {
+	o.Want(t, "nk_capeff", "000000c000801002", "generated_dropins", "50-cgroup-v1.conf 50-node-compact.conf ")
+	if x := o.Float(t, "security_exposure"); x <= 0 || x > 2.6 { // 2.5 before the latency measurement's CAP_BPF and bpf(2)
 		t.Errorf("systemd-analyze security nodekeeper.service in the v1 guest: %v, want at most 2.5\n%s", x, res.Files["security.txt"])
 	}
 

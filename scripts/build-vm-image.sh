@@ -31,8 +31,10 @@ PROV="$REPO/test/vm"
 CACHE=${NODEKEEPER_CACHE:-/var/cache/nodekeeper-test}
 # Beyond the rootfs: the kernel and what boots it, and what the guest's test
 # runner and payloads use (udev comes with initramfs-tools; e2fsprogs, procps
-# and iproute2 are in the rootfs already and listed so they stay).
-PACKAGES=(linux-image-cloud-amd64 initramfs-tools zstd e2fsprogs procps iproute2)
+# and iproute2 are in the rootfs already and listed so they stay). podman (with
+# its network stack named, so apt does not have to choose one) runs the installer
+# image as a DaemonSet's pod would, from an OCI layout: no registry.
+PACKAGES=(linux-image-cloud-amd64 initramfs-tools zstd e2fsprogs procps iproute2 podman containernetworking-plugins)
 DISK_SIZE=2G
 
 log() { printf 'build-vm-image: %s\n' "$*" >&2; }

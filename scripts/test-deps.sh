@@ -3,6 +3,7 @@
 #   systemd-container (systemd-nspawn, nsenter is in util-linux), debootstrap, irqbalance,
 #   prometheus (promtool: checks the alert rules and the daemon's /metrics).
 #   the shellcheck package (every shell script of the repository is checked).
+#   kubectl (`kubectl kustomize` renders deploy/kubernetes for the manifest tests).
 # Idempotent: does nothing when everything is installed. Runs `apt-get update` only
 # when a package has no install candidate or a first install attempt fails.
 # Services that the packages would start on this host are kept from starting with a
@@ -10,7 +11,7 @@
 # install started anyway (irqbalance, dbus-daemon) is stopped again by PID.
 set -euo pipefail
 
-PKGS=(systemd-container debootstrap irqbalance debian-archive-keyring prometheus shellcheck conntrack nftables)
+PKGS=(systemd-container debootstrap irqbalance debian-archive-keyring prometheus shellcheck conntrack nftables kubectl)
 POLICY=/usr/sbin/policy-rc.d
 # Daemons a package's maintainer script may start on a host without systemd.
 WATCH_COMMS=(irqbalance dbus-daemon prometheus)

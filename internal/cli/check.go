@@ -11,9 +11,12 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
 	"github.com/nodekeeper/nodekeeper/internal/kubelet"
+	"github.com/nodekeeper/nodekeeper/internal/latency"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
 )
@@ -53,6 +56,9 @@ var checks = []struct {
 	{compaction.CheckName, checkCompaction},
 	{symptoms.CheckName, checkSoftirq},
 	{snat.CheckName, func(ctx context.Context, e checkEnv) reporter { return checkSNAT(ctx, e.h, e.cfg, e.window) }},
+	{dnsprobe.CheckName, checkDNS},
+	{ctdrops.CheckName, checkConntrack},
+	{latency.Name, checkLatency},
 }
 
 func checkIRQ(ctx context.Context, e checkEnv) reporter {
@@ -115,6 +121,9 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		var statuses []check.Status
 		var firstBad string
 		for _, c := range checks {
+			if !inAll(c.name, e) {
+				continue
+			}
 			r := c.run(ctx, e)
 			all.Checks = append(all.Checks, r)
 			v := r.verdict()

@@ -72,11 +72,13 @@ const usage = `nodekeeper keeps a Kubernetes node's network receive path healthy
 
 Usage:
   nodekeeper run      [--config FILE] [--dry-run]       the daemon
-  nodekeeper check    [irq|kubelet|compaction|softirq|snat|all] [--output text|json] [--window 1s]
+  nodekeeper check    [irq|kubelet|compaction|softirq|snat|dns|conntrack|latency|all] [--output text|json] [--window 1s]
   nodekeeper top      [snat] [--by pod|destination] [--output text|json] [--limit 10]  who uses the SNAT ports now
   nodekeeper config validate [FILE]
   nodekeeper undo     [--force]                         remove nodekeeper's kubelet pin (IRQ masks are left)
   nodekeeper status   [--output text|json] [--window 1s]  the per-CPU picture
+  nodekeeper install  --host-root DIR [--package FILE] [--config-from DIR] [--uninstall] [--ready] [--once]
+                                                        from a privileged pod: install onto the host (managed pools)
   nodekeeper version
 
 Global flags: --path.procfs DIR --path.sysfs DIR --path.cgroupfs DIR --path.rootfs DIR

@@ -82,6 +82,9 @@ type Config struct {
 	Compaction    Compaction    `yaml:"compaction"`
 	Symptoms      Symptoms      `yaml:"symptoms"`
 	SNAT          SNAT          `yaml:"snat"`
+	DNS           DNS           `yaml:"dns"`
+	Conntrack     Conntrack     `yaml:"conntrack"`
+	Latency       Latency       `yaml:"latency"`
 
 	// src records where each key's value was read from, keyed by YAML path.
 	// It is set by Load and LoadFiles and never changed afterwards, so copies
@@ -176,6 +179,31 @@ const (
 	SNATFalse = "false" // off: the daemon does not scan (the CLI still answers)
 )
 
+// DNS configures the cluster DNS probe (`check dns` and the daemon's probe).
+type DNS struct {
+	Enabled   bool          `yaml:"enabled"`   // the daemon probes (the CLI always answers)
+	ProbeName string        `yaml:"probeName"` // the name resolved
+	Servers   []string      `yaml:"servers"`   // addresses (host or host:port); empty = kubelet's clusterDNS
+	Timeout   time.Duration `yaml:"timeout"`   // of one query
+	Interval  time.Duration `yaml:"interval"`  // between two probes in the daemon
+}
+
+// Conntrack configures `check conntrack`: conntrack drops, the table's
+// fill, UDP drops of the host and the cluster DNS pods.
+type Conntrack struct {
+	Enabled     string        `yaml:"enabled"`     // one of the SNAT… constants (auto, true, false)
+	Window      time.Duration `yaml:"window"`      // rates are over it
+	FillProblem float64       `yaml:"fillProblem"` // a problem when entries/max reaches it
+}
+
+// Latency configures the NET_RX softirq latency measurement (`check
+// latency`, the daemon's eBPF probes).
+type Latency struct {
+	Enabled    string        `yaml:"enabled"`    // one of the SNAT… constants (auto, true, false)
+	Window     time.Duration `yaml:"window"`     // one measurement
+	P99Problem time.Duration `yaml:"p99Problem"` // a CPU whose p99 reaches it is a problem
+}
+
 // SNATMaxBackendPoolSize is the largest backend pool Azure's default port
 // allocation table covers.
 const SNATMaxBackendPoolSize = 1000
@@ -242,6 +270,23 @@ func Default() Config {
 			WarnRatio:       0.8,
 			PrivateCIDRs:    nil,
 		},
+		DNS: DNS{
+			Enabled:   false,
+			ProbeName: "kubernetes.default.svc.cluster.local",
+			Servers:   nil,
+			Timeout:   2 * time.Second,
+			Interval:  60 * time.Second,
+		},
+		Conntrack: Conntrack{
+			Enabled:     SNATAuto,
+			Window:      60 * time.Second,
+			FillProblem: 0.9,
+		},
+		Latency: Latency{
+			Enabled:    SNATAuto,
+			Window:     10 * time.Second,
+			P99Problem: 10 * time.Millisecond,
+		},
 	}
 }
 
@@ -262,6 +307,9 @@ func (c Config) settings() Config {
 	}
 	if len(c.SNAT.PrivateCIDRs) == 0 {
 		c.SNAT.PrivateCIDRs = nil
+	}
+	if len(c.DNS.Servers) == 0 {
+		c.DNS.Servers = nil
 	}
 	return c
 }

@@ -155,6 +155,31 @@ var fields = []*field{
 		doc: "A problem when the flows towards one destination reach this share of the ports."},
 	{path: "snat.privateCIDRs", kind: kindList, typ: "list of CIDRs", ptr: func(c *Config) any { return &c.SNAT.PrivateCIDRs },
 		doc: "Destinations that spend no SNAT port besides the built-in private ranges: the VNet's prefixes, peered networks."},
+
+	{path: "dns.enabled", kind: kindBool, ptr: func(c *Config) any { return &c.DNS.Enabled },
+		doc: "Probe the cluster DNS in the daemon (the unit must allow its address: see nodekeeper(8)). check dns always answers."},
+	{path: "dns.probeName", kind: kindString, ptr: func(c *Config) any { return &c.DNS.ProbeName },
+		doc: "The name resolved (an A query), through the servers in order."},
+	{path: "dns.servers", kind: kindList, typ: "list of addresses", ptr: func(c *Config) any { return &c.DNS.Servers },
+		doc: "DNS servers (IP or IP:port) to probe; empty = kubelet's clusterDNS from its config file."},
+	{path: "dns.timeout", kind: kindDuration, ptr: func(c *Config) any { return &c.DNS.Timeout },
+		doc: "Wait for one answer this long; a query unanswered in it counts as a timeout (problem)."},
+	{path: "dns.interval", kind: kindDuration, ptr: func(c *Config) any { return &c.DNS.Interval },
+		doc: "Time between two probes in the daemon."},
+
+	{path: "conntrack.enabled", kind: kindTristate, values: []string{SNATAuto, SNATTrue, SNATFalse}, ptr: func(c *Config) any { return &c.Conntrack.Enabled },
+		doc: "Watch conntrack drops, the table's fill and DNS pods' UDP drops in the daemon; auto = where the counters can be read. check conntrack always answers."},
+	{path: "conntrack.window", kind: kindDuration, ptr: func(c *Config) any { return &c.Conntrack.Window },
+		doc: "Time between two samples of the counters: rates are over it."},
+	{path: "conntrack.fillProblem", kind: kindFloat, ptr: func(c *Config) any { return &c.Conntrack.FillProblem },
+		doc: "A problem when the table's entries reach this share of nf_conntrack_max."},
+
+	{path: "latency.enabled", kind: kindTristate, values: []string{SNATAuto, SNATTrue, SNATFalse}, ptr: func(c *Config) any { return &c.Latency.Enabled },
+		doc: "Measure how long raised NET_RX softirqs wait, per CPU, with eBPF in the daemon (needs CAP_BPF and CAP_PERFMON); auto = where the programs attach."},
+	{path: "latency.window", kind: kindDuration, ptr: func(c *Config) any { return &c.Latency.Window },
+		doc: "One measurement: the percentiles are over it."},
+	{path: "latency.p99Problem", kind: kindDuration, ptr: func(c *Config) any { return &c.Latency.P99Problem },
+		doc: "A CPU whose p99 wait reaches this is a problem and a symptom (IRQ check, kubelet re-pin)."},
 }
 
 // fieldByPath indexes fields by YAML path.

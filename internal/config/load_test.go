@@ -260,7 +260,7 @@ func TestIMDSEnabledSpellings(t *testing.T) {
 // the file's path.
 func TestLoadErrors(t *testing.T) {
 	irqKeys := "checkInterval, settleDelay, remediation, fallbackSpread, minSpreadRatio, cooldown, maxRepairsPerHour, verifyTimeout, vfMissingAfter, interfaces"
-	topKeys := "dryRun, metrics, imds, pauseDetector, irq, kubelet, compaction, symptoms, snat"
+	topKeys := "dryRun, metrics, imds, pauseDetector, irq, kubelet, compaction, symptoms, snat, dns, conntrack, latency"
 	tests := []struct {
 		name, text string
 		want       []string

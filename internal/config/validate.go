@@ -176,7 +176,39 @@ func (c Config) Validate() error {
 		}
 	}
 
+	if n := strings.TrimSpace(c.DNS.ProbeName); n == "" || len(n) > 253 || strings.ContainsAny(n, " \t\n/") {
+		v.fail("dns.probeName", fmt.Sprintf("%q is not a DNS name (e.g. kubernetes.default.svc.cluster.local)", shorten(c.DNS.ProbeName)))
+	}
+	for i, a := range c.DNS.Servers {
+		if !validDNSServer(a) {
+			v.failElem("dns.servers", i, fmt.Sprintf("%q is not an IP address or IP:port (e.g. 10.0.0.10)", shorten(a)))
+		}
+	}
+	v.duration("dns.timeout", c.DNS.Timeout, 100*time.Millisecond, "a shorter wait counts slow answers as lost")
+	if c.DNS.Timeout > 30*time.Second {
+		v.fail("dns.timeout", fmt.Sprintf("must be at most 30s, not %s", formatDuration(c.DNS.Timeout)))
+	}
+	v.duration("dns.interval", c.DNS.Interval, 5*time.Second, "each probe sends queries to the cluster DNS")
+
+	v.oneOf("conntrack.enabled", c.Conntrack.Enabled)
+	v.duration("conntrack.window", c.Conntrack.Window, time.Second, "rates over a shorter window are noise")
+	v.ratio("conntrack.fillProblem", c.Conntrack.FillProblem, false)
+
+	v.oneOf("latency.enabled", c.Latency.Enabled)
+	v.duration("latency.window", c.Latency.Window, time.Second, "percentiles over a shorter window are noise")
+	v.duration("latency.p99Problem", c.Latency.P99Problem, 100*time.Microsecond, "a healthy CPU's softirqs wait microseconds")
+
 	return errors.Join(v.errs...)
+}
+
+// validDNSServer: an IP address, or IP:port with a port above 0.
+func validDNSServer(s string) bool {
+	s = strings.TrimSpace(s)
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	ap, err := netip.ParseAddrPort(s)
+	return err == nil && ap.Port() != 0
 }
 
 type validator struct {

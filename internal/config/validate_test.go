@@ -62,6 +62,16 @@ func TestValidate(t *testing.T) {
 			"snat.warnRatio: must be above 0 and at most 1, not 0",
 			`snat.privateCIDRs[1]: "10.0.0.1" is not a CIDR prefix (e.g. 10.224.0.0/12)`,
 		}},
+		{"dns", func(c *Config) {
+			c.DNS.ProbeName, c.DNS.Servers = "a b", []string{"10.0.0.10", "[fd00::a]:53", "10.0.0.10:0", "dns.local"}
+			c.DNS.Timeout, c.DNS.Interval = time.Minute, time.Second
+		}, []string{
+			`dns.probeName: "a b" is not a DNS name (e.g. kubernetes.default.svc.cluster.local)`,
+			`dns.servers[2]: "10.0.0.10:0" is not an IP address or IP:port (e.g. 10.0.0.10)`,
+			`dns.servers[3]: "dns.local" is not an IP address or IP:port (e.g. 10.0.0.10)`,
+			"dns.timeout: must be at most 30s, not 1m",
+			"dns.interval: must be at least 5s, not 1s (each probe sends queries to the cluster DNS)",
+		}},
 		{"remediation", func(c *Config) { c.IRQ.Remediation = "Restart" },
 			[]string{`irq.remediation: "Restart" is not one of restart, sighup, spread, none`}},
 		{"ratio zero", func(c *Config) { c.IRQ.MinSpreadRatio = 0 },

@@ -107,6 +107,7 @@ type Daemon struct {
 	kube     kubeletState
 	reg      registry                        // the periodic watchers (package watch)
 	sym      symptomSource                   // the symptom watch, as the kubelet pin reads it; nil when off
+	lat      latencySource                   // the NET_RX latency watch, as the kubelet pin reads it; nil when off
 	extra    []func(watch.Env) watch.Watcher // more watchers, for tests of the registry
 	rep      *irq.Report                     // the latest IRQ report (main loop only)
 	errs     map[metrics.Component]string    // the last error logged per component (main loop only)
@@ -428,6 +429,12 @@ var restartOnly = []struct {
 		func(dst *config.Config, src config.Config) { dst.Kubelet.Unit = src.Kubelet.Unit }},
 	{"snat.enabled", func(a, b config.Config) bool { return a.SNAT.Enabled != b.SNAT.Enabled },
 		func(dst *config.Config, src config.Config) { dst.SNAT.Enabled = src.SNAT.Enabled }},
+	{"dns.enabled", func(a, b config.Config) bool { return a.DNS.Enabled != b.DNS.Enabled },
+		func(dst *config.Config, src config.Config) { dst.DNS.Enabled = src.DNS.Enabled }},
+	{"conntrack.enabled", func(a, b config.Config) bool { return a.Conntrack.Enabled != b.Conntrack.Enabled },
+		func(dst *config.Config, src config.Config) { dst.Conntrack.Enabled = src.Conntrack.Enabled }},
+	{"latency.enabled", func(a, b config.Config) bool { return a.Latency.Enabled != b.Latency.Enabled },
+		func(dst *config.Config, src config.Config) { dst.Latency.Enabled = src.Latency.Enabled }},
 }
 
 // reload applies a configuration read by startReload; it reports whether

@@ -102,9 +102,10 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 	if d.sym != nil && pin.Unit.MainPID != 0 {
 		d.sym.SetKubeletPID(int(pin.Unit.MainPID))
 	}
-	// CPUs drowning in softirq work count as net_rx CPUs: kubelet leaves them at once.
+	// CPUs drowning in softirq work, and CPUs whose NET_RX softirqs wait
+	// past latency.p99Problem, count as net_rx CPUs: kubelet leaves them at once.
 	dec, err := kubelet.Decide(cfg, kubelet.Inputs{Online: rep.Online, Isolated: d.isolated(), IRQCPUs: rep.CPUsUsed,
-		Saturated: d.snapshot().Saturated, NetRx: d.kube.rates, Reserved: d.kube.reserved})
+		Saturated: d.snapshot().Saturated.Union(d.slowCPUs()), NetRx: d.kube.rates, Reserved: d.kube.reserved})
 	if err != nil {
 		d.kubeletWhy("cannot pin kubelet: " + err.Error())
 		return
@@ -152,8 +153,16 @@ func (d *Daemon) reconcileKubelet(ctx context.Context, rep *irq.Report, trigger 
 	}
 	d.kube.applied, d.kube.at = c.CPUs, now
 	d.d.Metrics.IncRemediation(kubelet.ActionPin, policy.Success)
-	d.log.Info("kubelet pinned: "+c.Reason, logging.Msg(logging.MsgKubeletPinned), "unit", cfg.Unit, "cpus", c.CPUs.List(),
-		"mode", string(d.kube.mode), "trigger", trigger)
+	attrs := []any{logging.Msg(logging.MsgKubeletPinned), "unit", cfg.Unit, "cpus", c.CPUs.List(),
+		"mode", string(d.kube.mode), "trigger", trigger}
+	if d.lat != nil {
+		// The NET_RX wait before the pin; the latency watch logs the wait
+		// after it one window later (MsgKubeletPinEffect).
+		if p99, ok := d.lat.PinApplied(now, c.NetRx); ok {
+			attrs = append(attrs, logging.KeyP99BeforeUs, p99)
+		}
+	}
+	d.log.Info("kubelet pinned: "+c.Reason, attrs...)
 	d.addAction(state.Action{Action: string(kubelet.ActionPin), Result: string(policy.Success), Detail: c.Reason, Trigger: trigger})
 	d.recordKubelet(dec, pin)
 }
@@ -303,6 +312,22 @@ func (d *Daemon) kubeletRestarted(ctx context.Context) {
 
 // symptomSource is what the kubelet pin takes from the symptom watch: its
 // NET_RX rates and saturated CPUs, and kubelet's main process to follow.
+// latencySource is what the kubelet pin reads of the latency watch: the CPUs
+// whose NET_RX softirqs wait too long (treated like saturated CPUs), and
+// the pin's effect to measure.
+type latencySource interface {
+	Slow() cpuset.Set
+	PinApplied(now time.Time, netRx cpuset.Set) (p99us float64, ok bool)
+}
+
+// slowCPUs are the latency watch's slow CPUs (none when it is off).
+func (d *Daemon) slowCPUs() cpuset.Set {
+	if d.lat == nil {
+		return cpuset.Set{}
+	}
+	return d.lat.Slow()
+}
+
 type symptomSource interface {
 	Snapshot() symptoms.Snapshot
 	SetKubeletPID(pid int)

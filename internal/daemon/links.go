@@ -5,8 +5,9 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 )
 
 // WatchLinks subscribes to rtnetlink link events and delivers the names of

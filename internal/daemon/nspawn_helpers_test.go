@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/testenv/nkbin"
 
 	"golang.org/x/sys/unix"
 
@@ -73,7 +74,7 @@ func bootNode(t *testing.T, name string, skew bool) *node {
 		t.Logf("host NIC %s: queue IRQs %v, masks %v, online CPUs %s", n.iface, n.irqs, n.masks(t), online.List())
 	}
 
-	bin := buildNodekeeper(t, t.TempDir())
+	bin := nkbin.Build(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	t.Cleanup(cancel)
 	n.ctx = ctx
@@ -124,26 +125,6 @@ func repoFile(t *testing.T, rel string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// buildNodekeeper builds the nodekeeper binary (static, so it runs on the
-// container's libc whatever it is) into dir.
-func buildNodekeeper(t *testing.T, dir string) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not found to build the daemon: %v", err)
-	}
-	out := filepath.Join(dir, "nodekeeper")
-	start := time.Now()
-	cmd := exec.Command(gobin, "build", "-o", out, "./cmd/nodekeeper")
-	cmd.Dir = repoFile(t, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/nodekeeper: %v\n%s", err, b)
-	}
-	t.Logf("built nodekeeper in %v", time.Since(start).Round(time.Millisecond))
-	return out
 }
 
 // freePort returns a loopback address nobody listens on now. The container

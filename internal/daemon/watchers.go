@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
+	"github.com/nodekeeper/nodekeeper/internal/latency"
+
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/clock"
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
@@ -73,9 +77,65 @@ func (d *Daemon) startWatchers() {
 			d.register(e, w)
 		}
 	}
+	// DNS: off by default (the probe sends queries to the cluster DNS, and
+	// the unit allows no address but its own and IMDS until a drop-in does).
+	if c := dnsprobe.ConfigFrom(d.cfg); c.Enabled {
+		e, env = d.newEntry()
+		if w, err := dnsprobe.NewWatch(env, d.cfg, dnsprobe.Checker{FS: d.d.FS}.Run); err != nil {
+			d.log.Warn("DNS probe off: "+err.Error(), "check", string(dnsprobe.CheckName))
+		} else {
+			d.register(e, w)
+		}
+	}
+	// conntrack: on by default where the counters can be read.
+	if c := ctdrops.ConfigFrom(d.cfg); c.Enabled != "false" {
+		d.registerConntrack(c.Enabled == "true")
+	}
+	// NET_RX latency: on by default where the eBPF programs attach; where
+	// they cannot (no CAP_BPF/CAP_PERFMON, an old kernel) the check says
+	// unknown with the reason, and latency.enabled: true says so too.
+	if c := latency.ConfigFrom(d.cfg); c.Enabled != "false" && (c.Enabled == "true" || d.d.FS.Live()) {
+		var r latency.Reader
+		p, why := latency.Open()
+		if why == nil {
+			r = p // the programs stay attached for the process's life
+		}
+		e, env = d.newEntry()
+		if w, err := latency.NewWatch(env, d.cfg, r, why); err != nil {
+			d.log.Warn("latency measurement off: "+err.Error(), "check", string(latency.Name))
+		} else {
+			d.register(e, w)
+			d.lat = w
+		}
+	}
 	for _, build := range d.extra {
 		e, env = d.newEntry()
 		d.register(e, build(env))
+	}
+}
+
+// registerConntrack adds the conntrack watch; with auto (required false) only
+// where a first sample can be read. On a live host it follows the kernel log
+// for "table full" lines when the unit lets it read /dev/kmsg.
+func (d *Daemon) registerConntrack(required bool) {
+	host := ctdrops.NewHost(d.d.FS, d.d.Clock.Now)
+	if _, err := host.Read(context.Background()); err != nil && !required {
+		d.log.Info("conntrack check off (conntrack.enabled: auto): "+err.Error(), "check", string(ctdrops.CheckName))
+		return
+	}
+	if d.d.FS.Live() {
+		if k, err := ctdrops.OpenKmsg("/dev/kmsg"); err != nil {
+			d.log.Info("conntrack check: the kernel log cannot be read, so its \"table full\" lines are not counted (the drop counters still are): "+err.Error(),
+				"check", string(ctdrops.CheckName))
+		} else {
+			host.Kmsg = k
+		}
+	}
+	e, env := d.newEntry()
+	if w, err := ctdrops.NewWatch(env, d.cfg, host); err != nil {
+		d.log.Warn("conntrack check off: "+err.Error(), "check", string(ctdrops.CheckName))
+	} else {
+		d.register(e, w)
 	}
 }
 

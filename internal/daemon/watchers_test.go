@@ -13,6 +13,8 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/config"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
+	"github.com/nodekeeper/nodekeeper/internal/logging"
 	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
@@ -267,6 +269,33 @@ func TestSNATWatchRegistration(t *testing.T) {
 		})
 		if n := strings.Count(r.logs.String(), "cannot read the conntrack table"); n != 1 {
 			t.Errorf("said %d times, want once:\n%s", n, r.logs.String())
+		}
+	})
+}
+
+// dns.enabled (off by default) registers the DNS probe; its verdict reaches
+// the state file through a posted result.
+func TestDNSWatchRegistration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, healthyHost(), nil, nil)
+		r.start()
+		r.stop()
+		if _, ok := r.storedCheck(dnsprobe.CheckName); ok {
+			t.Error("the DNS probe ran with dns.enabled false")
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, healthyHost(), func(c *config.Config) {
+			// Nothing listens there: the kernel answers port unreachable at once.
+			c.DNS.Enabled, c.DNS.Servers = true, []string{"127.0.0.211"}
+		}, nil)
+		r.start()
+		r.until("the dns verdict", func() bool {
+			c, ok := r.storedCheck(dnsprobe.CheckName)
+			return ok && c.Status == "problem" && strings.Contains(c.Message, "refused")
+		})
+		if n := strings.Count(r.logs.String(), logging.MsgDNSProbeFailing); n != 1 {
+			t.Errorf("DNS probe failing said %d times, want once:\n%s", n, r.logs.String())
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 
 	"github.com/nodekeeper/nodekeeper/internal/compaction"
@@ -71,6 +72,9 @@ func TestREADMEListsMetricsAndMessageIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	sm.Observe(&snat.Report{Verdict: check.Verdict{Status: check.OK}, Sources: []snat.Source{{Kind: snat.KindHost, Flows: 1}}}, time.Millisecond)
+	if _, err := dnsprobe.NewMetrics(m.Registry()); err != nil {
+		t.Fatal(err)
+	}
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

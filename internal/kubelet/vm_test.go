@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -29,6 +28,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodekeeper/nodekeeper/internal/testenv/nkbin"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
@@ -77,19 +78,7 @@ func vmPayload(t *testing.T) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not found to build the daemon: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "nodekeeper")
-	start := time.Now()
-	cmd := exec.Command(gobin, "build", "-trimpath", "-o", bin, "./cmd/nodekeeper")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/nodekeeper: %v\n%s", err, out)
-	}
-	t.Logf("built nodekeeper in %v", time.Since(start).Round(time.Millisecond))
+	bin := nkbin.Build(t)
 	exe, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)

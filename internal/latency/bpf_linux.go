@@ -169,3 +169,18 @@ func spec() *ebpf.CollectionSpec {
 		},
 	}
 }
+
+// RunStats returns each program's cumulative run time and run count, as the
+// kernel counts them while eBPF statistics are enabled (ebpf.EnableStats):
+// the probes' own cost per event.
+func (p *Probe) RunStats() (map[string]*ebpf.ProgramStats, error) {
+	out := map[string]*ebpf.ProgramStats{}
+	for name, prog := range p.coll.Programs {
+		s, err := prog.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = s
+	}
+	return out, nil
+}

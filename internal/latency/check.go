@@ -21,13 +21,14 @@ const (
 
 // Config is the latency measurement's configuration.
 type Config struct {
+	Enabled    string        // "auto" (where the programs attach), "true", "false"
 	Window     time.Duration // how long one measurement lasts
 	P99Problem time.Duration // a CPU whose p99 reaches this is a problem
 }
 
 // DefaultConfig is the contract's defaults.
 func DefaultConfig() Config {
-	return Config{Window: 10 * time.Second, P99Problem: 10 * time.Millisecond}
+	return Config{Enabled: "auto", Window: 10 * time.Second, P99Problem: 10 * time.Millisecond}
 }
 
 // Report is `check latency`'s JSON object.

@@ -49,29 +49,50 @@ func Msg(id string) slog.Attr { return slog.String(MessageIDKey, id) }
 // fields, so a log call that attaches a MESSAGE_ID should use these keys for
 // the fields its Msg… constant documents.
 const (
-	KeyCheck           = "check"            // CHECK: irq | kubelet | compaction | softirq | snat
-	KeyAction          = "action"           // ACTION: a remediation action, as in the metrics contract
-	KeyResult          = "result"           // RESULT: a remediation result, as in the metrics contract
-	KeyReason          = "reason"           // REASON: why something was done or skipped
-	KeyInterface       = "interface"        // INTERFACE: the NIC as users know it
-	KeyIRQ             = "irq"              // IRQ: an IRQ number
-	KeyCPUs            = "cpus"             // CPUS: a CPU list such as 4-5,8
-	KeyUnit            = "unit"             // UNIT: a systemd unit name
-	KeyNode            = "node"             // NODE: a NUMA node number
-	KeySource          = "source"           // SOURCE: clock | imds
-	KeyEventType       = "event_type"       // EVENT_TYPE: Azure scheduled event type
-	KeyEventID         = "event_id"         // EVENT_ID: Azure scheduled event id
-	KeyEventStatus     = "event_status"     // EVENT_STATUS: Scheduled | Started
-	KeyPauseSeconds    = "pause_seconds"    // PAUSE_SECONDS: length of a VM pause
-	KeyVersion         = "version"          // VERSION: a package version
-	KeyCgroups         = "cgroups"          // CGROUPS: number of cgroups
-	KeyCPUShare        = "cpu_share"        // CPU_SHARE: share of one CPU, 0..1 (or more)
-	KeyError           = "err"              // ERR: an error text
-	KeyDemandPorts     = "demand_ports"     // DEMAND_PORTS: concurrent public flows towards the busiest destination
-	KeyAllocatedPorts  = "allocated_ports"  // ALLOCATED_PORTS: the node's SNAT port budget per destination
-	KeyAllocatedSource = "allocated_source" // ALLOCATED_SOURCE: config | table | default
-	KeyDestination     = "destination"      // DESTINATION: ip:port/proto or ip/udp
-	KeyTopSource       = "top_source"       // TOP_SOURCE: namespace/pod, host, or an address
+	KeyCheck           = "check"                   // CHECK: irq | kubelet | compaction | softirq | snat | dns | conntrack | latency
+	KeyAction          = "action"                  // ACTION: a remediation action, as in the metrics contract
+	KeyResult          = "result"                  // RESULT: a remediation result, as in the metrics contract
+	KeyReason          = "reason"                  // REASON: why something was done or skipped
+	KeyInterface       = "interface"               // INTERFACE: the NIC as users know it
+	KeyIRQ             = "irq"                     // IRQ: an IRQ number
+	KeyCPUs            = "cpus"                    // CPUS: a CPU list such as 4-5,8
+	KeyUnit            = "unit"                    // UNIT: a systemd unit name
+	KeyNode            = "node"                    // NODE: a NUMA node number
+	KeySource          = "source"                  // SOURCE: clock | imds
+	KeyEventType       = "event_type"              // EVENT_TYPE: Azure scheduled event type
+	KeyEventID         = "event_id"                // EVENT_ID: Azure scheduled event id
+	KeyEventStatus     = "event_status"            // EVENT_STATUS: Scheduled | Started
+	KeyPauseSeconds    = "pause_seconds"           // PAUSE_SECONDS: length of a VM pause
+	KeyVersion         = "version"                 // VERSION: a package version
+	KeyCgroups         = "cgroups"                 // CGROUPS: number of cgroups
+	KeyCPUShare        = "cpu_share"               // CPU_SHARE: share of one CPU, 0..1 (or more)
+	KeyError           = "err"                     // ERR: an error text
+	KeyDemandPorts     = "demand_ports"            // DEMAND_PORTS: concurrent public flows towards the busiest destination
+	KeyAllocatedPorts  = "allocated_ports"         // ALLOCATED_PORTS: the node's SNAT port budget per destination
+	KeyAllocatedSource = "allocated_source"        // ALLOCATED_SOURCE: config | table | default
+	KeyDestination     = "destination"             // DESTINATION: ip:port/proto or ip/udp
+	KeyTopSource       = "top_source"              // TOP_SOURCE: namespace/pod, host, or an address
+	KeyServer          = "server"                  // SERVER: a DNS server address
+	KeyProbeName       = "probe_name"              // PROBE_NAME: the name the DNS probe resolves
+	KeyRcode           = "rcode"                   // RCODE: a DNS answer's rcode (NOERROR, SERVFAIL…), empty without one
+	KeyTimeouts        = "timeouts"                // TIMEOUTS: DNS queries unanswered within dns.timeout
+	KeyAttempts        = "attempts"                // ATTEMPTS: DNS queries sent
+	KeyTruncated       = "truncated"               // TRUNCATED: the UDP answer had the TC bit (asked again over TCP)
+	KeyAnswerMS        = "answer_ms"               // ANSWER_MS: milliseconds from query to answer
+	KeyEntries         = "entries"                 // ENTRIES: conntrack table entries
+	KeyMax             = "max"                     // MAX: nf_conntrack_max
+	KeyFill            = "fill"                    // FILL: entries/max, 0..1
+	KeyDropRate        = "drop_per_s"              // DROP_PER_S: conntrack drops per second
+	KeyEarlyDropRate   = "early_drop_per_s"        // EARLY_DROP_PER_S: conntrack early drops per second
+	KeyTableFullLines  = "table_full_lines"        // TABLE_FULL_LINES: the kernel's "table full" lines in the window
+	KeyInsertFailRate  = "insert_failed_per_s"     // INSERT_FAILED_PER_S: conntrack insert failures per second
+	KeyClashRate       = "clash_resolve_per_s"     // CLASH_RESOLVE_PER_S: conntrack clashes resolved per second
+	KeyDNSPod          = "dns_pod"                 // DNS_POD: namespace/pod (or process name) of a cluster DNS server
+	KeyPID             = "pid"                     // PID: a process id
+	KeyRcvbufRate      = "udp_rcvbuf_errors_per_s" // UDP_RCVBUF_ERRORS_PER_S: UDP receive-buffer errors per second
+	KeyUDPInErrRate    = "udp_in_errors_per_s"     // UDP_IN_ERRORS_PER_S: UDP receive errors per second
+	KeyP99BeforeUs     = "p99_before_us"           // P99_BEFORE_US: NET_RX softirq wait p99 before a kubelet pin, µs (-1: no samples)
+	KeyP99AfterUs      = "p99_after_us"            // P99_AFTER_US: the same one latency window after the pin
 )
 
 // New returns a logger writing to w in format (FormatText or FormatJSON; any

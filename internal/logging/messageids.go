@@ -93,4 +93,38 @@ const (
 	// MsgSNATPortsNormal: SNAT port use fell back under snat.warnRatio.
 	// Fields: DEMAND_PORTS, ALLOCATED_PORTS.
 	MsgSNATPortsNormal = "b426683cc5a0a44b70e066da64ef47ac"
+
+	// MsgDNSProbeFailing: the cluster DNS probe timed out, got SERVFAIL or
+	// found no server listening (once per episode). Fields: SERVER,
+	// PROBE_NAME, RCODE, TIMEOUTS, ATTEMPTS, TRUNCATED.
+	MsgDNSProbeFailing = "a2f453b42975401a9939301d242087e7"
+
+	// MsgDNSProbeRecovered: the cluster DNS probe answers again in time.
+	// Fields: SERVER, ANSWER_MS.
+	MsgDNSProbeRecovered = "996d974028864c64ae2567ffce11afa1"
+
+	// MsgConntrackTableFull: conntrack dropped packets, the table reached
+	// conntrack.fillProblem, or the kernel logged "table full" (once per
+	// episode). Fields: ENTRIES, MAX, FILL, DROP_PER_S, EARLY_DROP_PER_S,
+	// TABLE_FULL_LINES.
+	MsgConntrackTableFull = "d61eaef2136b4918b4939f5b8b52e57a"
+
+	// MsgConntrackInsertFailed: conntrack insert failures are rising: new
+	// entries lose a race (once per episode). Fields: INSERT_FAILED_PER_S,
+	// CLASH_RESOLVE_PER_S.
+	MsgConntrackInsertFailed = "76eb7f65b2994685b830096b1d53c9a2"
+
+	// MsgDNSPodUDPDrops: a cluster DNS pod's network namespace drops UDP
+	// datagrams on receive (once per episode). Fields: DNS_POD, PID,
+	// UDP_RCVBUF_ERRORS_PER_S, UDP_IN_ERRORS_PER_S.
+	MsgDNSPodUDPDrops = "7c6dd046bf5c44a7a245d3b2fc7ccb93"
+
+	// MsgConntrackNormal: the conntrack check is ok again after a problem.
+	// Fields: ENTRIES, MAX.
+	MsgConntrackNormal = "2129095269cc44ac84a364c953040c56"
+
+	// MsgKubeletPinEffect: one latency window after a kubelet pin, the
+	// NET_RX softirq wait p99 on the net_rx CPUs before and after it.
+	// Fields: CPUS, P99_BEFORE_US, P99_AFTER_US (-1: no samples).
+	MsgKubeletPinEffect = "22cd202320ee4ad6a91ea6a8d12f6440"
 )

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/testenv/nkbin"
+
 	"github.com/vishvananda/netns"
 
 	"github.com/nodekeeper/nodekeeper/internal/snat"
@@ -283,26 +285,6 @@ func (l *lab) podProcess(role, uid string) int {
 	return pid
 }
 
-func buildNodekeeper(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "nodekeeper")
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gobin, err := exec.LookPath("go") // go test puts its own toolchain first in PATH
-	if err != nil {
-		t.Fatalf("go not found to build nodekeeper: %v", err)
-	}
-	cmd := exec.Command(gobin, "build", "-o", out, "./cmd/nodekeeper")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
-
 // conntrackL counts the node's table as conntrack -L lists it: all entries,
 // and those whose original destination is public.
 func (l *lab) conntrackL() (entries, public int) {
@@ -333,7 +315,7 @@ func TestLabCheckAndTopAgreeWithConntrack(t *testing.T) {
 		t.Skip("builds the binary and sets up network namespaces")
 	}
 	l := newLab(t)
-	bin := buildNodekeeper(t)
+	bin := nkbin.Build(t)
 	l.serve()
 	pid1 := l.podProcess("pod1", uidPod1)
 	pid2 := l.podProcess("pod2", uidPod2)

@@ -29,7 +29,8 @@ func TestOutsideStringsArePrintableAndClipped(t *testing.T) {
 		Freeze:     []state.FreezeEvent{{EventID: hostile, Status: hostile, NotBefore: hostile, Description: hostile}},
 		Actions:    []state.Action{{Time: now, Action: hostile, Result: hostile, Detail: hostile, Trigger: hostile}},
 		Checks: map[check.Name]state.Check{"compaction": {Status: hostile, Message: hostile},
-			"snat": {Status: hostile, Message: hostile, Report: hostileSNAT(t)}}}
+			"snat": {Status: hostile, Message: hostile, Report: hostileSNAT(t)},
+			"dns":  {Status: hostile, Message: hostile}}}
 	in.Kubelet.Mode, in.Kubelet.Note = hostile, hostile
 	got := Build(in)
 

@@ -42,6 +42,35 @@ func (s Style) status(st check.Status) string {
 	return s.paint(yellow, string(st))
 }
 
+// latencyVerdict is the latency section's verdict line (nil: none).
+func latencyVerdict(l *Latency) *check.Verdict {
+	if l == nil {
+		return nil
+	}
+	return &l.Verdict
+}
+
+// logShare places us on a log scale from 1 µs (0) to limit µs (1).
+func logShare(us, limit float64) float64 {
+	if us <= 1 || limit <= 1 {
+		return 0
+	}
+	return math.Log(us) / math.Log(limit)
+}
+
+// usShort prints microseconds in at most 7 characters (0.2µs, 830µs, 4.1ms, 1.2s).
+func usShort(us float64) string {
+	switch {
+	case us < 10:
+		return fmt.Sprintf("%.1fµs", us)
+	case us < 1000:
+		return fmt.Sprintf("%.0fµs", us)
+	case us < 1e6:
+		return fmt.Sprintf("%.1fms", us/1000)
+	}
+	return fmt.Sprintf("%.1fs", us/1e6)
+}
+
 // bar draws a 6-cell bar for a share 0..1.
 func bar(share float64) string {
 	const cells = 6
@@ -177,6 +206,31 @@ func Render(w io.Writer, v View, s Style) error {
 		p("snat       %s %s\n", s.status(word), clip(sn.Message, room))
 		if len(sn.Top) > 0 {
 			p("           %s\n", clip("top: "+strings.Join(sn.Top, ", "), 69))
+		}
+	}
+	for _, line := range []struct {
+		label string
+		v     *check.Verdict
+	}{{"dns", v.DNS}, {"conntrack", v.Conntrack}, {"latency", latencyVerdict(v.Latency)}} {
+		if d := line.v; d != nil {
+			word := check.Status(clip(string(d.Status), 7))
+			shownWord := word
+			if word == check.Problem {
+				shownWord = "PROBLEM"
+			}
+			room := 80 - 11 - utf8.RuneCountInString(string(shownWord)) - 1
+			p("%-10s %s %s\n", line.label, s.status(word), clip(d.Message, room))
+		}
+	}
+	if l := v.Latency; l != nil && len(l.CPUs) > 0 {
+		// Two CPUs a line: "cpu 3 ███▌·· 4.1ms"; the bar is logarithmic from
+		// 1 µs to latency.p99Problem (full: a problem).
+		for i := 0; i < len(l.CPUs); i += 2 {
+			line := "           p99"
+			for _, c := range l.CPUs[i:min(i+2, len(l.CPUs))] {
+				line += fmt.Sprintf("  cpu %-3d %s %-7s", c.CPU, bar(logShare(c.P99us, l.P99ProblemUs)), usShort(c.P99us))
+			}
+			p("%s\n", strings.TrimRight(line, " "))
 		}
 	}
 	p("\n%s\n", s.paint(dim, "CPU  NIC queue IRQs           NET_RX/s        softirq         drop/s sq/s kub"))

@@ -7,12 +7,17 @@
 package status
 
 import (
+	"cmp"
 	"encoding/json"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
+	"github.com/nodekeeper/nodekeeper/internal/latency"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
@@ -43,6 +48,9 @@ type View struct {
 	Repairs    []state.Action      `json:"recent_actions"`
 	Compaction string              `json:"compaction,omitempty"`
 	SNAT       *SNAT               `json:"snat,omitempty"`
+	DNS        *check.Verdict      `json:"dns,omitempty"`
+	Conntrack  *check.Verdict      `json:"conntrack,omitempty"`
+	Latency    *Latency            `json:"latency,omitempty"`
 	Window     time.Duration       `json:"window_ns"`
 	Notes      []string            `json:"notes,omitempty"`
 }
@@ -174,11 +182,53 @@ func Build(in Inputs) View {
 		if c, ok := st.Checks[snat.CheckName]; ok {
 			v.SNAT = snatView(c)
 		}
+		v.DNS = verdictOf(st, dnsprobe.CheckName)
+		v.Conntrack = verdictOf(st, ctdrops.CheckName)
+		if c, ok := st.Checks[latency.Name]; ok {
+			v.Latency = latencyView(c)
+		}
 	}
 	if !v.Daemon.Running {
 		v.Notes = append(v.Notes, "the daemon is not running (no fresh state file): live readings only")
 	}
 	return v
+}
+
+// verdictOf is the state file's verdict of check name, made printable; nil
+// when the daemon recorded none.
+func verdictOf(st *state.State, name check.Name) *check.Verdict {
+	c, ok := st.Checks[name]
+	if !ok {
+		return nil
+	}
+	return &check.Verdict{Check: name, Status: check.Status(shown(c.Status, maxWord)), Message: shown(c.Message, maxText)}
+}
+
+// Latency is the NET_RX softirq latency section: the daemon's last verdict
+// and the CPUs with the longest p99 wait.
+type Latency struct {
+	check.Verdict
+	Source       string         `json:"source"`
+	P99ProblemUs float64        `json:"p99_problem_us"`
+	CPUs         []latency.Stat `json:"cpus"` // the latencyTop slowest by p99
+}
+
+// latencyTop bounds the CPUs status shows a latency bar for.
+const latencyTop = 8
+
+// latencyView is the latency section from the state file's latency check.
+func latencyView(c state.Check) *Latency {
+	out := &Latency{Verdict: check.Verdict{Check: latency.Name, Status: check.Status(shown(c.Status, maxWord)),
+		Message: shown(c.Message, maxText)}, CPUs: []latency.Stat{}}
+	var r latency.Report
+	if json.Unmarshal(c.Report, &r) != nil {
+		return out
+	}
+	out.Source, out.P99ProblemUs = shown(r.Source, maxWord), r.P99ProblemUs
+	cpus := slices.Clone(r.CPUs)
+	slices.SortStableFunc(cpus, func(a, b latency.Stat) int { return cmp.Compare(b.P99us, a.P99us) })
+	out.CPUs = append(out.CPUs, cpus[:min(len(cpus), latencyTop)]...)
+	return out
 }
 
 // snatView is the SNAT section from the state file's snat check.

@@ -16,8 +16,11 @@ import (
 
 	"github.com/nodekeeper/nodekeeper/internal/check"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
+	"github.com/nodekeeper/nodekeeper/internal/ctdrops"
+	"github.com/nodekeeper/nodekeeper/internal/dnsprobe"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/irq"
+	"github.com/nodekeeper/nodekeeper/internal/latency"
 	"github.com/nodekeeper/nodekeeper/internal/snat"
 	"github.com/nodekeeper/nodekeeper/internal/state"
 	"github.com/nodekeeper/nodekeeper/internal/symptoms"
@@ -148,6 +151,32 @@ func TestColorOnlyWhenAsked(t *testing.T) {
 
 func itoa(n int) string { return fmt.Sprintf("%02d", n) }
 
+// The daemon's last DNS probe has a line; without one there is none.
+func TestDNSLine(t *testing.T) {
+	in := scenarioInputs(t, 8, false)
+	in.State = &state.State{PID: 1, Updated: now, Checks: map[check.Name]state.Check{}}
+	var b strings.Builder
+	if err := Render(&b, Build(in), Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "\ndns ") {
+		t.Errorf("a dns line without a probe:\n%s", b.String())
+	}
+	in.State.Checks[dnsprobe.CheckName] = state.Check{Status: "problem",
+		Message: "DNS 10.0.0.10: 1 of 2 queries timed out (2s); then NOERROR in 0.4ms"}
+	v := Build(in)
+	if v.DNS == nil || v.DNS.Status != check.Problem {
+		t.Fatalf("DNS view: %+v", v.DNS)
+	}
+	b.Reset()
+	if err := Render(&b, v, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "dns        PROBLEM DNS 10.0.0.10: 1 of 2 queries timed out (2s); then NOERROR i…\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in:\n%s", want, b.String())
+	}
+}
+
 // The daemon's last SNAT scan has a line, and its top sources one more.
 func TestSNATSection(t *testing.T) {
 	in := scenarioInputs(t, 8, false)
@@ -176,5 +205,73 @@ func TestSNATSection(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, b.String())
 		}
+	}
+}
+
+// The daemon's last conntrack verdict has a line, with hostile text escaped;
+// without one there is none.
+func TestConntrackLine(t *testing.T) {
+	in := scenarioInputs(t, 8, false)
+	in.State = &state.State{PID: 1, Updated: now, Checks: map[check.Name]state.Check{}}
+	var b strings.Builder
+	if err := Render(&b, Build(in), Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "\nconntrack ") {
+		t.Errorf("a conntrack line without a result:\n%s", b.String())
+	}
+	in.State.Checks[ctdrops.CheckName] = state.Check{Status: "problem",
+		Message: "conntrack: table 93% full (243811 of 262144); dropping 41/s (early_drop 3/s)\x1b[2J"}
+	v := Build(in)
+	if v.Conntrack == nil || v.Conntrack.Status != check.Problem {
+		t.Fatalf("conntrack view: %+v", v.Conntrack)
+	}
+	b.Reset()
+	if err := Render(&b, v, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "conntrack  PROBLEM conntrack: table 93% full (243811 of 262144); dropping 41/s …\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in:\n%s", want, b.String())
+	}
+	if strings.Contains(b.String(), "\x1b") {
+		t.Errorf("an escape sequence reached the terminal")
+	}
+}
+
+// The daemon's last latency measurement has a line and p99 bars for the
+// slowest CPUs, slowest first, at most latencyTop.
+func TestLatencySection(t *testing.T) {
+	in := scenarioInputs(t, 8, false)
+	in.State = &state.State{PID: 1, Updated: now, Checks: map[check.Name]state.Check{}}
+	var cpus []latency.Stat
+	for i := range 10 {
+		cpus = append(cpus, latency.Stat{CPU: i, P99us: float64(i * i * 100), Samples: 100})
+	}
+	cpus[3].P99us = 12000 // past the 10 ms problem line
+	rep := latency.Judge(cpus, 10*time.Second, latency.DefaultConfig())
+	raw, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.State.Checks[latency.Name] = state.Check{Status: string(rep.Status), Message: rep.Message, Report: raw}
+	v := Build(in)
+	if v.Latency == nil || len(v.Latency.CPUs) != latencyTop || v.Latency.CPUs[0].CPU != 3 || v.Latency.CPUs[1].CPU != 9 {
+		t.Fatalf("latency view: %+v", v.Latency)
+	}
+	var b strings.Builder
+	if err := Render(&b, v, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"latency    PROBLEM NET_RX softirqs wait p99 12ms on CPU 3",
+		"           p99  cpu 3   ██████ 12.0ms   cpu 9   █████▉ 8.1ms",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "cpu 0 ") {
+		t.Errorf("a CPU beyond the %d slowest was shown:\n%s", latencyTop, out)
 	}
 }

@@ -11,8 +11,12 @@ set -e
 
 unit=nodekeeper.service
 
+# systemd runs and systemctl reaches it: not in a chroot from another PID
+# namespace (`nodekeeper install` in a pod, which talks to systemd over D-Bus
+# itself), where /run/systemd/system is there but the manager refuses.
 systemd_running() {
-	[ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]
+	[ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ] &&
+		systemctl show --property=Version >/dev/null 2>&1
 }
 
 undo() {

@@ -298,6 +298,64 @@ wait_until scrape_dropin 20 scrape
 ./fakeimds get "http://$METRICS/healthz" >/dev/null 2>&1
 echo "scrape_local_dropin_exit=$?"
 
+# 10c. The DNS probe under the unit: the cluster DNS address (here one of
+# the outside namespace's, outside the scrape drop-in's network, nothing
+# listening on port 53) is not on the allow list, so the daemon's probe says
+# its queries are blocked (unknown, not a problem of the DNS); the documented
+# drop-in lets them out, and the port's refusal is then a problem.
+DNS_ADDR=198.51.100.53
+ip -n outside addr add "$DNS_ADDR/32" dev lo || problem "add $DNS_ADDR in the outside namespace"
+ip route add "$DNS_ADDR/32" via "$OUTSIDE_ADDR" dev nk-node || problem "route to $DNS_ADDR"
+dns_status() { nodekeeper status --output json | tr -d '\n' | grep -o '"dns": *{[^}]*}'; }
+dns_says() { dns_status | grep -q "$1"; }
+printf 'dns:\n  enabled: true\n  servers: ["%s"]\n  timeout: 500ms\n  interval: 5s\n' "$DNS_ADDR" >/etc/nodekeeper/config.d/60-dns.yaml
+systemctl restart "$NK" || problem "restart $NK with the DNS probe"
+wait_until dns_blocked 20 dns_says 'sending blocked'
+echo "dns_blocked=$(dns_status)"
+printf '[Service]\nIPAddressAllow=%s\n' "$DNS_ADDR" >/etc/systemd/system/nodekeeper.service.d/50-dns.conf
+systemctl daemon-reload || problem "daemon-reload with the DNS drop-in"
+systemctl restart "$NK" || problem "restart $NK with the DNS drop-in"
+wait_until dns_allowed 20 dns_says 'connection refused'
+echo "dns_allowed=$(dns_status)"
+rm -f /etc/nodekeeper/config.d/60-dns.yaml
+
+# 10d. The conntrack check under the unit: a judgement from the counters
+# (netlink under CAP_NET_ADMIN), the kernel log closed to it; the documented
+# drop-in opens /dev/kmsg, and a table-full line written there becomes part
+# of the daemon's verdict.
+ct_status() { nodekeeper status --output json | tr -d '\n' | grep -o '"conntrack": *{[^}]*}'; }
+ct_says() { ct_status | grep -q "$1"; }
+printf 'conntrack:\n  window: 2s\nlatency:\n  window: 2s\n' >/etc/nodekeeper/config.d/60-conntrack.yaml
+systemctl restart "$NK" || problem "restart $NK with 2 s conntrack and latency windows"
+wait_until ct_judged 20 ct_says '"status": *"ok"'
+echo "ct_daemon=$(ct_status)"
+# The NET_RX latency programs load and attach under the unit (CAP_BPF,
+# CAP_PERFMON, bpf(2)): the daemon's source is ebpf, not unavailable.
+lat_status() { nodekeeper status --output json | tr -d '\n' | grep -o '"latency": *{[^}]*"source": *"[a-z]*"'; }
+lat_says() { lat_status | grep -q "$1"; }
+wait_until lat_ebpf 20 lat_says '"source": *"ebpf"'
+echo "lat_daemon=$(lat_status)"
+echo "lat_check=$(nodekeeper check latency)"
+# CPUs with NET_RX samples in the daemon's last window: scrapes from the
+# outside namespace (allowed by the scrape drop-in above) bring packets in.
+lat_cpus() { nodekeeper check latency --output json | tr -d ' \n' | grep -o '"cpu":[0-9]*' | wc -l; }
+lat_sampled() { scrape; [ "$(lat_cpus)" -gt 0 ]; }
+wait_until lat_samples 30 lat_sampled
+echo "lat_cpus=$(lat_cpus)"
+echo "lat_sampled_check=$(nodekeeper check latency)"
+echo "ct_kmsg_closed=$(journalctl -u "$NK" -b -o cat --no-pager | grep -c 'the kernel log cannot be read')"
+printf '[Service]\nProtectKernelLogs=no\nBindReadOnlyPaths=/dev/kmsg\nDeviceAllow=/dev/kmsg r\nCapabilityBoundingSet=CAP_SYSLOG\n' \
+	>/etc/systemd/system/nodekeeper.service.d/50-kmsg.conf
+systemctl daemon-reload || problem "daemon-reload with the kmsg drop-in"
+systemctl restart "$NK" || problem "restart $NK with the kmsg drop-in"
+sleep 3
+echo "<4>nf_conntrack: table full, dropping packet" >/dev/kmsg
+wait_until ct_table_full 20 ct_says 'kernel said table full'
+echo "ct_kmsg=$(ct_status)"
+echo "ct_kmsg_closed_after=$(journalctl -u "$NK" -o cat --no-pager _PID="$(systemctl show -P MainPID "$NK")" | grep -c 'the kernel log cannot be read')"
+rm -f /etc/systemd/system/nodekeeper.service.d/50-kmsg.conf /etc/nodekeeper/config.d/60-conntrack.yaml
+systemctl daemon-reload
+
 # 11. Removal: the daemon stops, kubelet's pin goes, the conffile stays.
 dpkg -L nodekeeper >"$OUT/dpkg-L.txt"
 files=()
