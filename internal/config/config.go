@@ -6,6 +6,26 @@
 // packaged default file are checked, so a key cannot be added, renamed or have
 // its default changed without the documented file following.
 //
+// A file is decoded by yaml.v3 itself (KnownFields), into a struct of Config's
+// shape whose leaves are the yaml.Unmarshaler value types of values.go; a walk
+// of the file's node tree only attaches FILE:LINE to what was set or refused.
+// A file overrides only the keys it sets; a list is replaced as a whole.
+//
+// Adding a key (or a section of keys) takes three edits in this package:
+//
+//   - a field in the Config struct (or a new section struct) with a
+//     `yaml:"key"` tag and a Go type of bool, string, time.Duration, int,
+//     float64 or []string;
+//   - its default in Default;
+//   - an entry in the table of keys in keys.go: the dotted path of tags, the
+//     kind (which value type decodes it and what errors say it must be), a
+//     pointer to the field, and a one-line doc; then any rule in validate.go.
+//
+// TestFieldTagsMatchTable fails until the tags and the table agree (same
+// keys, same order, matching Go types), and TestDefaultFile until the
+// packaged default file is regenerated with
+// `go test ./internal/config -run TestDefaultFile -update`.
+//
 // A Config is a plain value: copy it freely. A Config returned by Load or
 // LoadFiles remembers the file and line where each key was set, so that
 // Validate can point at them; compare Configs with Equal, which ignores that
@@ -50,21 +70,21 @@ const (
 	CompactionOff           = "off"           // never compact
 )
 
-// Config is the whole configuration. The YAML name of each field is given in
-// its comment; Keys documents every key.
+// Config is the whole configuration. The yaml tag of each field is its key;
+// Keys documents every key.
 type Config struct {
-	DryRun        bool          // dryRun
-	Metrics       Metrics       // metrics
-	IMDS          IMDS          // imds
-	PauseDetector PauseDetector // pauseDetector
-	IRQ           IRQ           // irq
-	Kubelet       Kubelet       // kubelet
-	Compaction    Compaction    // compaction
-	Symptoms      Symptoms      // symptoms
-	SNAT          SNAT          // snat
-	DNS           DNS           // dns
-	Conntrack     Conntrack     // conntrack
-	Latency       Latency       // latency
+	DryRun        bool          `yaml:"dryRun"`
+	Metrics       Metrics       `yaml:"metrics"`
+	IMDS          IMDS          `yaml:"imds"`
+	PauseDetector PauseDetector `yaml:"pauseDetector"`
+	IRQ           IRQ           `yaml:"irq"`
+	Kubelet       Kubelet       `yaml:"kubelet"`
+	Compaction    Compaction    `yaml:"compaction"`
+	Symptoms      Symptoms      `yaml:"symptoms"`
+	SNAT          SNAT          `yaml:"snat"`
+	DNS           DNS           `yaml:"dns"`
+	Conntrack     Conntrack     `yaml:"conntrack"`
+	Latency       Latency       `yaml:"latency"`
 
 	// src records where each key's value was read from, keyed by YAML path.
 	// It is set by Load and LoadFiles and never changed afterwards, so copies
@@ -74,82 +94,82 @@ type Config struct {
 
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
-	Listen string // listen: host:port to bind; "" disables the endpoint
+	Listen string `yaml:"listen"` // host:port to bind; "" disables the endpoint
 }
 
 // IMDS configures the Azure Instance Metadata Service client.
 type IMDS struct {
-	Enabled       string        // enabled: IMDSAuto, IMDSTrue or IMDSFalse
-	Endpoint      string        // endpoint: base URL
-	PollInterval  time.Duration // pollInterval: while an event for this VM is listed
-	IdlePoll      time.Duration // idlePollInterval: while none is
-	ResourceName  string        // resourceName: "" = compute.name from instance metadata
-	ApproveFreeze bool          // approveFreeze
+	Enabled       string        `yaml:"enabled"`          // IMDSAuto, IMDSTrue or IMDSFalse
+	Endpoint      string        `yaml:"endpoint"`         // base URL
+	PollInterval  time.Duration `yaml:"pollInterval"`     // while an event for this VM is listed
+	IdlePoll      time.Duration `yaml:"idlePollInterval"` // while none is
+	ResourceName  string        `yaml:"resourceName"`     // "" = compute.name from instance metadata
+	ApproveFreeze bool          `yaml:"approveFreeze"`
 }
 
 // PauseDetector configures the clock-gap VM pause detector.
 type PauseDetector struct {
-	Tick         time.Duration // tick
-	GapThreshold time.Duration // gapThreshold
+	Tick         time.Duration `yaml:"tick"`
+	GapThreshold time.Duration `yaml:"gapThreshold"`
 }
 
 // IRQ configures the NIC IRQ spread check and its repair.
 type IRQ struct {
-	CheckInterval     time.Duration // checkInterval
-	SettleDelay       time.Duration // settleDelay
-	Remediation       string        // remediation: one of the Remediation… constants
-	FallbackSpread    bool          // fallbackSpread
-	MinSpreadRatio    float64       // minSpreadRatio
-	Cooldown          time.Duration // cooldown
-	MaxRepairsPerHour int           // maxRepairsPerHour: 0 = repairs never run
-	VerifyTimeout     time.Duration // verifyTimeout
-	VFMissingAfter    time.Duration // vfMissingAfter
-	Interfaces        Interfaces    // interfaces
+	CheckInterval     time.Duration `yaml:"checkInterval"`
+	SettleDelay       time.Duration `yaml:"settleDelay"`
+	Remediation       string        `yaml:"remediation"` // one of the Remediation… constants
+	FallbackSpread    bool          `yaml:"fallbackSpread"`
+	MinSpreadRatio    float64       `yaml:"minSpreadRatio"`
+	Cooldown          time.Duration `yaml:"cooldown"`
+	MaxRepairsPerHour int           `yaml:"maxRepairsPerHour"` // 0 = repairs never run
+	VerifyTimeout     time.Duration `yaml:"verifyTimeout"`
+	VFMissingAfter    time.Duration `yaml:"vfMissingAfter"`
+	Interfaces        Interfaces    `yaml:"interfaces"`
 }
 
 // Interfaces selects NICs by interface name globs (path.Match syntax).
 type Interfaces struct {
-	Include []string // include: empty = every NIC with queue IRQs
-	Exclude []string // exclude
+	Include []string `yaml:"include"` // empty = every NIC with queue IRQs
+	Exclude []string `yaml:"exclude"`
 }
 
 // Kubelet configures keeping kubelet off the net_rx CPUs.
 type Kubelet struct {
-	Pinning       string        // pinning: one of the Pinning… constants
-	Unit          string        // unit: systemd unit name
-	CPUs          string        // cpus: CPU list, used when Pinning is PinningStatic
-	MinCPUs       int           // minCPUs
-	RepinInterval time.Duration // repinInterval
+	Pinning       string        `yaml:"pinning"` // one of the Pinning… constants
+	Unit          string        `yaml:"unit"`    // systemd unit name
+	CPUs          string        `yaml:"cpus"`    // CPU list, used when Pinning is PinningStatic
+	MinCPUs       int           `yaml:"minCPUs"`
+	RepinInterval time.Duration `yaml:"repinInterval"`
 }
 
 // Compaction configures memory compaction.
 type Compaction struct {
-	Mode                   string        // mode: one of the Compaction… constants
-	CheckInterval          time.Duration // checkInterval
-	Order                  int           // order
-	UnusableIndexThreshold float64       // unusableIndexThreshold
-	SafetyInterval         time.Duration // safetyInterval
-	MinInterval            time.Duration // minInterval
+	Mode                   string        `yaml:"mode"` // one of the Compaction… constants
+	CheckInterval          time.Duration `yaml:"checkInterval"`
+	Order                  int           `yaml:"order"`
+	UnusableIndexThreshold float64       `yaml:"unusableIndexThreshold"`
+	SafetyInterval         time.Duration `yaml:"safetyInterval"`
+	MinInterval            time.Duration `yaml:"minInterval"`
 }
 
 // Symptoms configures the symptom watchers' thresholds.
 type Symptoms struct {
-	SoftirqBusyThreshold float64       // softirqBusyThreshold
-	Window               time.Duration // window
-	SqueezePerSecond     float64       // squeezePerSecond
-	CgroupWarn           int           // cgroupWarn
-	KubeletSystemCPUWarn float64       // kubeletSystemCPUWarn
+	SoftirqBusyThreshold float64       `yaml:"softirqBusyThreshold"`
+	Window               time.Duration `yaml:"window"`
+	SqueezePerSecond     float64       `yaml:"squeezePerSecond"`
+	CgroupWarn           int           `yaml:"cgroupWarn"`
+	KubeletSystemCPUWarn float64       `yaml:"kubeletSystemCPUWarn"`
 }
 
 // SNAT configures the SNAT port check (`check snat`, `top snat` and the
 // daemon's scan of the conntrack table).
 type SNAT struct {
-	Enabled         string        // enabled: one of the SNAT… constants
-	Interval        time.Duration // interval
-	AllocatedPorts  int           // allocatedPorts: 0 = from BackendPoolSize, else 1024
-	BackendPoolSize int           // backendPoolSize: 0 = unknown
-	WarnRatio       float64       // warnRatio
-	PrivateCIDRs    []string      // privateCIDRs: added to the built-in private ranges
+	Enabled         string        `yaml:"enabled"` // one of the SNAT… constants
+	Interval        time.Duration `yaml:"interval"`
+	AllocatedPorts  int           `yaml:"allocatedPorts"`  // 0 = from BackendPoolSize, else 1024
+	BackendPoolSize int           `yaml:"backendPoolSize"` // 0 = unknown
+	WarnRatio       float64       `yaml:"warnRatio"`
+	PrivateCIDRs    []string      `yaml:"privateCIDRs"` // added to the built-in private ranges
 }
 
 // Values of SNAT.Enabled.
@@ -161,27 +181,27 @@ const (
 
 // DNS configures the cluster DNS probe (`check dns` and the daemon's probe).
 type DNS struct {
-	Enabled   bool          // enabled: the daemon probes (the CLI always answers)
-	ProbeName string        // probeName: the name resolved
-	Servers   []string      // servers: addresses (host or host:port); empty = kubelet's clusterDNS
-	Timeout   time.Duration // timeout: of one query
-	Interval  time.Duration // interval: between two probes in the daemon
+	Enabled   bool          `yaml:"enabled"`   // the daemon probes (the CLI always answers)
+	ProbeName string        `yaml:"probeName"` // the name resolved
+	Servers   []string      `yaml:"servers"`   // addresses (host or host:port); empty = kubelet's clusterDNS
+	Timeout   time.Duration `yaml:"timeout"`   // of one query
+	Interval  time.Duration `yaml:"interval"`  // between two probes in the daemon
 }
 
 // Conntrack configures `check conntrack`: conntrack drops, the table's
 // fill, UDP drops of the host and the cluster DNS pods.
 type Conntrack struct {
-	Enabled     string        // enabled: one of the SNAT… constants (auto, true, false)
-	Window      time.Duration // window: rates are over it
-	FillProblem float64       // fillProblem: a problem when entries/max reaches it
+	Enabled     string        `yaml:"enabled"`     // one of the SNAT… constants (auto, true, false)
+	Window      time.Duration `yaml:"window"`      // rates are over it
+	FillProblem float64       `yaml:"fillProblem"` // a problem when entries/max reaches it
 }
 
 // Latency configures the NET_RX softirq latency measurement (`check
 // latency`, the daemon's eBPF probes).
 type Latency struct {
-	Enabled    string        // enabled: one of the SNAT… constants (auto, true, false)
-	Window     time.Duration // window: one measurement
-	P99Problem time.Duration // p99Problem: a CPU whose p99 reaches it is a problem
+	Enabled    string        `yaml:"enabled"`    // one of the SNAT… constants (auto, true, false)
+	Window     time.Duration `yaml:"window"`     // one measurement
+	P99Problem time.Duration `yaml:"p99Problem"` // a CPU whose p99 reaches it is a problem
 }
 
 // SNATMaxBackendPoolSize is the largest backend pool Azure's default port

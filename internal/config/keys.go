@@ -39,6 +39,7 @@ const (
 	kindBool     kind = iota
 	kindString        // any scalar, taken as written
 	kindTristate      // a string, or a YAML bool normalised to "true"/"false"
+	kindCPUList       // a string holding a CPU list ("2-7"), or ""
 	kindDuration      // a Go duration string with a unit
 	kindInt
 	kindFloat
@@ -47,6 +48,9 @@ const (
 
 // field is one key of the table every other view of the configuration is
 // derived from: decoding, Keys, and the tests of the packaged default file.
+// Its path is the chain of yaml tags leading to its Config field, and its kind
+// picks the value type that decodes it (values.go); TestFieldTagsMatchTable
+// keeps the table and the struct tags in step.
 type field struct {
 	path   string
 	kind   kind
@@ -108,7 +112,7 @@ var fields = []*field{
 		doc: "Keep kubelet off the net_rx CPUs: auto chooses from the IRQ placement, static uses kubelet.cpus, off removes the pin."},
 	{path: "kubelet.unit", kind: kindString, typ: "unit name", ptr: func(c *Config) any { return &c.Kubelet.Unit },
 		doc: "The systemd unit that runs kubelet."},
-	{path: "kubelet.cpus", kind: kindString, typ: "CPU list", ptr: func(c *Config) any { return &c.Kubelet.CPUs },
+	{path: "kubelet.cpus", kind: kindCPUList, typ: "CPU list", ptr: func(c *Config) any { return &c.Kubelet.CPUs },
 		doc: `CPUs kubelet runs on with static pinning, e.g. "2-7"; required then, unused otherwise.`},
 	{path: "kubelet.minCPUs", kind: kindInt, ptr: func(c *Config) any { return &c.Kubelet.MinCPUs },
 		doc: "Auto pinning never leaves kubelet fewer CPUs than this."},

@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -278,18 +280,42 @@ func plainError(err error) string {
 
 // decodeFile applies the keys set in one file to c and records where each
 // was set.
+//
+// yaml.v3 decodes the file's first document into the file type (values.go)
+// with KnownFields, each key's value through its own yaml.Unmarshaler. The
+// node tree of the same bytes is then walked along the table of keys, only to
+// attach FILE:LINE: to each key set (its origin), to each value refused, and
+// to each key yaml.v3 could not place (unknown, set twice, not a mapping),
+// whose message the walk builds from the node rather than from yaml.v3's text.
 func decodeFile(c *Config, file string, data []byte) []error {
 	d := &decoder{file: file, data: data, c: c}
+	fs := decodeSchema()
+	d.decoded = reflect.New(fs.typ).Elem()
+	d.index = fs.index
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	doc, err := parseDocument(dec)
-	if errors.Is(err, io.EOF) { // empty, or only comments
+	dec.KnownFields(true)
+	derr := decodeStrict(dec, d.decoded.Addr().Interface())
+	if errors.Is(derr, io.EOF) { // empty, or only comments
 		return nil
 	}
-	if err != nil {
-		return []error{d.syntaxError(err)}
+	if _, ok := errors.AsType[*yaml.TypeError](derr); derr != nil && !ok {
+		return []error{d.syntaxError(derr)}
 	}
-	if root := documentRoot(doc); root != nil {
+	root := d.decoded.Field(fs.root).Addr().Interface().(*rootNode).n
+	if root == nil && derr != nil {
+		// The document is not a mapping, so yaml.v3 handed no node over:
+		// read the tree to say where and what it is.
+		if doc, err := parseDocument(yaml.NewDecoder(bytes.NewReader(data))); err == nil {
+			root = documentRoot(doc)
+		}
+	}
+	if root != nil {
 		d.mapping(root, schema)
+	}
+	if derr != nil && len(d.errs) == 0 {
+		// yaml.v3 refused something the walk found nothing wrong with: say it
+		// as it is rather than load a file only half understood.
+		d.fail(0, "", "cannot decode: "+derr.Error())
 	}
 	next, err := parseDocument(dec)
 	switch {
@@ -307,16 +333,22 @@ func decodeFile(c *Config, file string, data []byte) []error {
 // parseDocument reads the next YAML document. A panic inside the YAML parser is
 // turned into an error: no input may take the daemon down.
 func parseDocument(dec *yaml.Decoder) (n *yaml.Node, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			n, err = nil, fmt.Errorf("yaml: cannot parse: %v", r)
-		}
-	}()
 	n = new(yaml.Node)
-	if err := dec.Decode(n); err != nil {
+	if err := decodeStrict(dec, n); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// decodeStrict is dec.Decode(v) with a panic inside yaml.v3 turned into an
+// error.
+func decodeStrict(dec *yaml.Decoder, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: cannot parse: %v", r)
+		}
+	}()
+	return dec.Decode(v)
 }
 
 func documentRoot(doc *yaml.Node) *yaml.Node {
@@ -335,6 +367,10 @@ type decoder struct {
 	data []byte
 	c    *Config
 	errs []error
+	// decoded is what yaml.v3 decoded the file into (a fileSchema.typ), and
+	// index where each key's value is in it.
+	decoded reflect.Value
+	index   map[*field][]int
 }
 
 func (d *decoder) fail(line int, field, reason string) {
@@ -350,7 +386,7 @@ func (d *decoder) add(e *FieldError) {
 	}
 }
 
-// mapping decodes the keys of v, a mapping for section s.
+// mapping walks the keys of v, a mapping for section s.
 func (d *decoder) mapping(v *yaml.Node, s *section) {
 	if isNull(v) { // "irq:" with every key commented out
 		return
@@ -363,7 +399,7 @@ func (d *decoder) mapping(v *yaml.Node, s *section) {
 		d.fail(v.Line, s.path, fmt.Sprintf("%s (known: %s), not %s", what, strings.Join(s.names, ", "), describe(v)))
 		return
 	}
-	seen := map[string]int{}
+	seen := make(map[string]int, len(v.Content)/2)
 	for i := 0; i+1 < len(v.Content); i += 2 {
 		k, val := v.Content[i], v.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
@@ -375,9 +411,8 @@ func (d *decoder) mapping(v *yaml.Node, s *section) {
 			d.fail(k.Line, s.path, "merge keys (<<) are not supported; write the keys out")
 			continue
 		}
-		path := joinPath(s.path, displayKey(name))
 		if first, dup := seen[name]; dup {
-			d.fail(k.Line, path, fmt.Sprintf("set twice (first at line %d)", first))
+			d.fail(k.Line, joinPath(s.path, displayKey(name)), fmt.Sprintf("set twice (first at line %d)", first))
 			continue
 		}
 		seen[name] = k.Line
@@ -386,7 +421,7 @@ func (d *decoder) mapping(v *yaml.Node, s *section) {
 		} else if f := s.leaves[name]; f != nil {
 			d.leaf(f, k.Line, deref(val))
 		} else {
-			d.fail(k.Line, path, unknownKey(s, name))
+			d.fail(k.Line, joinPath(s.path, displayKey(name)), unknownKey(s, name))
 		}
 	}
 }
@@ -463,12 +498,13 @@ func normalizeKey(s string) string {
 	return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s))
 }
 
-// leaf decodes the value of one key.
+// leaf applies the value yaml.v3 decoded for one key, or reports why it was
+// refused, at the key's line.
 func (d *decoder) leaf(f *field, line int, v *yaml.Node) {
-	if isNull(v) {
+	if isNull(v) { // yaml.v3 hands no null to an Unmarshaler
 		hint := "remove the key to keep the default (" + formatValue(f.get(ptrDefault())) + ")"
 		switch f.kind {
-		case kindString, kindTristate:
+		case kindString, kindTristate, kindCPUList:
 			hint = `write "" for an empty string, or ` + hint
 		case kindList:
 			hint = "write [] for an empty list, or " + hint
@@ -476,8 +512,22 @@ func (d *decoder) leaf(f *field, line int, v *yaml.Node) {
 		d.fail(line, f.path, "has no value; "+hint)
 		return
 	}
-	err := v.Decode(f.value(d.c))
+	var val leaf
+	if p := d.decoded.FieldByIndex(d.index[f]); !p.IsNil() {
+		val = p.Interface().(leaf)
+	} else {
+		// yaml.v3 decodes nothing of a mapping that sets a key twice; the
+		// walk reports that, and judges this value all the same, so that
+		// one round of fixes is enough.
+		val = reflect.New(leafTypes[f.kind]).Interface().(leaf)
+		if err := v.Decode(val); err != nil && val.refused() == nil {
+			d.fail(line, f.path, err.Error())
+			return
+		}
+	}
+	err := val.refused()
 	if err == nil {
+		val.store(f.ptr(d.c))
 		var elems []int
 		if f.kind == kindList {
 			elems = elementLines(v)
@@ -495,9 +545,9 @@ func (d *decoder) leaf(f *field, line int, v *yaml.Node) {
 		case !ok: // not ours: say it as it is rather than drop it
 			d.fail(line, f.path, err.Error())
 		case ve.index >= 0:
-			d.fail(ve.line, fmt.Sprintf("%s[%d]", f.path, ve.index), ve.reason)
+			d.fail(ve.line, fmt.Sprintf("%s[%d]", f.path, ve.index), ve.message(f))
 		default:
-			d.fail(line, f.path, ve.reason)
+			d.fail(line, f.path, ve.message(f))
 		}
 	}
 }
@@ -606,93 +656,69 @@ func displayKey(k string) string {
 	return strconv.Quote(shorten(k))
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
-
-// parserProblems are the yaml.v3 syntax errors raised by its parser rather
-// than its scanner: their line is counted from 0.
-var parserProblems = map[string]bool{
-	"did not find expected <stream-start>":   true,
-	"did not find expected <document start>": true,
-	"found undefined tag handle":             true,
-	"did not find expected node content":     true,
-	"did not find expected '-' indicator":    true,
-	"did not find expected key":              true,
-	"did not find expected ',' or ']'":       true,
-	"did not find expected ',' or '}'":       true,
-	"found duplicate %YAML directive":        true,
-	"found incompatible YAML document":       true,
-	"found duplicate %TAG directive":         true,
-}
-
-var unknownAnchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
-
 // syntaxError turns a yaml.v3 parse error into a FieldError with the line the
-// problem is on. yaml.v3 leaves the line out when it is the first line (and
-// for bad bytes), and counts parser errors' lines from 0.
+// problem is on. The line is found from the data, not from the message: it is
+// the shortest run of leading lines whose parse fails with the very same
+// error, found by bisection (each probe is a parse, but only of a file that
+// is already known to be broken).
 func (d *decoder) syntaxError(err error) *FieldError {
 	msg := err.Error()
-	line := 0
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-		if parserProblems[msg] {
-			line++
-		}
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
-		if m := unknownAnchorRE.FindStringSubmatch(msg); m != nil {
-			line = lineAt(d.data, bytes.Index(d.data, []byte("*"+m[1])))
-		} else if off := badByte(d.data); off >= 0 {
-			line = lineAt(d.data, off)
-		} else {
-			line = 1
+	ends := lineEnds(d.data)
+	// fails(k) reports whether the first k lines fail as the whole file does
+	// (the same error, at the same place, which the text of the error tells
+	// apart without being read); fails(len(ends)) holds. A construct left
+	// open (a bracket, a quote) fails the same way at any cut after it, so
+	// its first line is reported.
+	fails := func(k int) bool {
+		dec := yaml.NewDecoder(bytes.NewReader(d.data[:ends[k-1]]))
+		for {
+			_, err := parseDocument(dec)
+			if errors.Is(err, io.EOF) {
+				return false
+			}
+			if err != nil {
+				return err.Error() == msg
+			}
 		}
 	}
-	if n := countLines(d.data); line > n {
-		line = n
+	line := sort.Search(len(ends), func(i int) bool { return fails(i + 1) }) + 1
+	if line > len(ends) {
+		line = len(ends)
 	}
-	msg = strings.ReplaceAll(msg, "\n", " ")
-	return &FieldError{File: d.file, Line: line, Reason: "invalid YAML: " + msg, err: err}
+	return &FieldError{File: d.file, Line: line, Reason: "invalid YAML: " + problem(msg), err: err}
 }
 
-// badByte is the offset of the first byte YAML does not accept (invalid UTF-8
-// or a control character), or -1.
-func badByte(data []byte) int {
-	for i := 0; i < len(data); {
-		r, size := utf8.DecodeRune(data[i:])
-		ok := r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7e || r == 0x85 ||
-			r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff
-		if r == utf8.RuneError && size <= 1 || !ok {
-			return i
+// problem is a yaml.v3 syntax error without the "yaml: " and "line N: "
+// it starts with, on one line. The line is reported from the data instead
+// (see syntaxError).
+func problem(msg string) string {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, after, ok := strings.Cut(rest, ": "); ok && num != "" && strings.Trim(num, "0123456789") == "" {
+			msg = after
 		}
-		i += size
 	}
-	return -1
+	return strings.ReplaceAll(msg, "\n", " ")
 }
 
-// lineAt is the 1-based line of offset off in data (1 when off < 0).
-func lineAt(data []byte, off int) int {
-	if off < 0 {
-		return 1
-	}
-	return countLines(data[:off+1])
-}
-
-// countLines counts lines as YAML does: LF, CR LF and CR end a line. A last
-// line without a line break counts.
-func countLines(data []byte) int {
-	n := 1
+// lineEnds are the offsets just past each line of data, line breaks counted
+// as YAML counts them (LF, CR LF or CR); a last line without a line break
+// counts.
+func lineEnds(data []byte) []int {
+	var ends []int
 	for i := 0; i < len(data); i++ {
 		switch data[i] {
 		case '\n':
-			if i+1 < len(data) {
-				n++
-			}
+			ends = append(ends, i+1)
 		case '\r':
-			if i+1 < len(data) && data[i+1] != '\n' {
-				n++
+			if i+1 < len(data) && data[i+1] == '\n' {
+				i++
 			}
+			ends = append(ends, i+1)
 		}
 	}
-	return n
+	if len(ends) == 0 || ends[len(ends)-1] < len(data) {
+		ends = append(ends, len(data))
+	}
+	return ends
 }

@@ -291,6 +291,11 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"FILE:1: base: unknown key (known: " + topKeys + ")"}},
 		{"merge key in a section", "irq:\n  <<: {cooldown: 1m}\n",
 			[]string{"FILE:2: irq: merge keys (<<) are not supported; write the keys out"}},
+		{"bad value beside a key set twice", "irq:\n  cooldown: x\nirq: {}\n",
+			[]string{
+				`FILE:2: irq.cooldown: "x" is not a duration (e.g. 90s, 2m)`,
+				"FILE:3: irq: set twice (first at line 1)",
+			}},
 
 		// Structure.
 		{"top level a list", "- a\n- b\n",
@@ -388,6 +393,12 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"FILE:3: invalid YAML: found unexpected end of stream"}},
 		{"error in a second document", "dryRun: true\n---\n]\n",
 			[]string{"FILE:3: invalid YAML: did not find expected node content"}},
+		{"tab on a line of its own", "irq:\n  cooldown: 1m\n\t\n",
+			[]string{"FILE:3: invalid YAML: found a tab character that violates indentation"}},
+		{"error after a flow mapping over two lines", "irq: {cooldown: 1m,\n  settleDelay: 5s}\nfoo: a: b\n",
+			[]string{"FILE:3: invalid YAML: mapping values are not allowed in this context"}},
+		{"error with CR line breaks", "dryRun: true\rirq: a: b\r",
+			[]string{"FILE:2: invalid YAML: mapping values are not allowed in this context"}},
 
 		// Validation of values read from the file.
 		{"ratio", "irq:\n  minSpreadRatio: 1.5\n",
