@@ -48,12 +48,18 @@ type fakeSD struct {
 	calls      []string
 }
 
-func (f *fakeSD) DaemonReload(context.Context) error { f.calls = append(f.calls, "daemon-reload"); return nil }
+func (f *fakeSD) DaemonReload(context.Context) error {
+	f.calls = append(f.calls, "daemon-reload")
+	return nil
+}
 func (f *fakeSD) Enable(context.Context, string) error {
 	f.calls = append(f.calls, "enable")
 	return f.failEnable
 }
-func (f *fakeSD) Disable(context.Context, string) error { f.calls = append(f.calls, "disable"); return nil }
+func (f *fakeSD) Disable(context.Context, string) error {
+	f.calls = append(f.calls, "disable")
+	return nil
+}
 func (f *fakeSD) Start(context.Context, string) error {
 	f.calls = append(f.calls, "start")
 	f.active, f.pid = "active", f.pid+1
@@ -69,7 +75,10 @@ func (f *fakeSD) Stop(context.Context, string) error {
 	f.active = "inactive"
 	return nil
 }
-func (f *fakeSD) Reload(context.Context, string) error { f.calls = append(f.calls, "reload"); return nil }
+func (f *fakeSD) Reload(context.Context, string) error {
+	f.calls = append(f.calls, "reload")
+	return nil
+}
 func (f *fakeSD) State(context.Context, string) (string, uint32, error) {
 	return f.active, f.pid, nil
 }

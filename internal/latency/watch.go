@@ -12,7 +12,6 @@ import (
 	"github.com/nodekeeper/nodekeeper/internal/watch"
 )
 
-
 // Watch is the latency measurement as the daemon runs it (a
 // watch.Watcher): the programs stay attached, the maps are read every
 // latency.window and judged; a CPU whose p99 newly reaches latency.p99Problem
