@@ -211,6 +211,15 @@ func (p *Pinner) Undo(ctx context.Context, stored cpuset.Set, force bool) (Remov
 		case !force && !st.AllowedCPUs.Equal(stored):
 			r.Left = st.AllowedCPUs
 		default:
+			// Widen to every online CPU first: while the cpuset controller
+			// stays enabled above the unit (another unit of the slice uses
+			// AllowedCPUs= or delegates cgroups: seen once podman was
+			// installed), systemd writes nothing for an empty AllowedCPUs=
+			// and the cgroup kept the pinned CPUs. A failure here is not
+			// fatal: the reset below is what the property needs.
+			if online, err := p.FS.OnlineCPUs(); err == nil && !online.IsEmpty() {
+				_ = p.Units.SetAllowedCPUs(ctx, p.Unit, online, true)
+			}
 			if err := p.Units.SetAllowedCPUs(ctx, p.Unit, cpuset.Set{}, true); err != nil {
 				errs = append(errs, fmt.Errorf("reset AllowedCPUs on %s: %w", p.Unit, err))
 			} else {

@@ -365,6 +365,9 @@ echo "remove_exit=$?"
 echo "after_remove_status=$(dpkg-query --show --showformat='${db:Status-Status}' nodekeeper)"
 echo "after_remove_load=$(systemctl show --property=LoadState --value "$NK")"
 echo "after_remove_active=$(systemctl show --property=ActiveState --value "$NK")"
+# systemd applies the reset AllowedCPUs= to kubelet's cgroup asynchronously.
+unpinned() { kubelet_state; [ "$proc" = "0-3" ]; }
+wait_until unpinned_after_remove 10 unpinned
 kubelet_state
 show_kubelet after_remove
 for p in "${files[@]}"; do
