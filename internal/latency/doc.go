@@ -2,7 +2,8 @@
 // NET_RX softirq waits before it runs, per CPU, measured in the kernel.
 //
 // Two raw tracepoint programs (irq:softirq_raise and irq:softirq_entry, vector
-// NET_RX) keep, per CPU, the time of the first raise not yet served and a log2
+// NET_RX) keep, per CPU, for one raise in SampleEvery (a uniform sample: the
+// clock read is most of their cost), the time of the first raise not yet served and a log2
 // histogram of raise→entry delays in nanoseconds (bucket i counts delays d
 // with 2^i <= d < 2^(i+1); bucket 0 also holds 0 and 1 ns) plus the largest
 // delay. The programs are built in Go with cilium/ebpf's asm package, so

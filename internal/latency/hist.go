@@ -22,7 +22,7 @@ type Stat struct {
 	P50us   float64 `json:"p50_us"`
 	P99us   float64 `json:"p99_us"`
 	MaxUs   float64 `json:"max_us"`
-	Samples uint64  `json:"samples"`
+	Samples uint64  `json:"samples"` // timed softirqs: one in SampleEvery
 }
 
 // P99 returns the CPU's p99 as a duration.
