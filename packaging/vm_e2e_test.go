@@ -370,6 +370,13 @@ func TestVMPackageFreezeResume(t *testing.T) {
 		t.Errorf("the daemon's NET_RX latency under the unit: %s (want source ebpf), %s CPUs with samples (want some); check latency: %s",
 			o.One(t, "lat_daemon"), o.One(t, "lat_cpus"), o.One(t, "lat_sampled_check"))
 	}
+	// A CPU hog competing with ksoftirqd on CPU 3 (RPS-steered, costly
+	// loopback flood and two busy loops): the daemon under the unit sees
+	// CPU 3's NET_RX softirqs wait longer than any other CPU's.
+	if o.One(t, "lat_hog_above") != "1" {
+		t.Errorf("under the unit, a hog on CPU 3 did not raise its p99 above the other CPUs': %s\n%s",
+			o.One(t, "lat_hog_p99"), o.One(t, "lat_hog"))
+	}
 	if o.One(t, "ct_table_full_ok") != "1" || o.One(t, "ct_kmsg_closed_after") != "0" {
 		t.Errorf("with the kmsg drop-in: %s (want 'kernel said table full'), kernel log closed said %s times (want 0)",
 			o.One(t, "ct_kmsg"), o.One(t, "ct_kmsg_closed_after"))

@@ -343,6 +343,47 @@ lat_sampled() { scrape; [ "$(lat_cpus)" -gt 0 ]; }
 wait_until lat_samples 30 lat_sampled
 echo "lat_cpus=$(lat_cpus)"
 echo "lat_sampled_check=$(nodekeeper check latency)"
+# A CPU hog competing with ksoftirqd, measured by the daemon under the unit:
+# a loopback flood in a namespace of its own whose NET_RX work is steered
+# (RPS) to CPU 3, made costly by 3000 iptables rules so that it goes to
+# ksoftirqd, and two busy loops on CPU 3 at the same priority. CPU 3's p99
+# must rise above every other CPU's in the daemon's next windows.
+hog_cpu=3
+ip netns add nklat || problem "ip netns add nklat"
+ip -n nklat link set lo up
+ip netns exec nklat sh -c "echo 8 >/sys/class/net/lo/queues/rx-0/rps_cpus" || problem "RPS on nklat's lo"
+{
+	echo '*filter'
+	for i in $(seq 0 2999); do echo "-A INPUT -s 10.$((i / 250)).$((i % 250)).1/32 -j ACCEPT"; done
+	echo 'COMMIT'
+} | ip netns exec nklat iptables-restore || problem "iptables rules in nklat"
+hogs=()
+for _ in 1 2; do
+	taskset -c "$hog_cpu" sh -c 'while :; do :; done' &
+	hogs+=($!)
+done
+for _ in 1 2; do
+	ip netns exec nklat taskset -c 0 bash -c 'while :; do echo x >/dev/udp/127.0.0.1/9; done' 2>/dev/null &
+	hogs+=($!)
+done
+# A light flood on the host's loopback, processed on CPU 1 where it is
+# sent: the CPU to compare with.
+taskset -c 1 bash -c 'while :; do echo x >/dev/udp/127.0.0.1/9; sleep 0.01; done' 2>/dev/null &
+hogs+=($!)
+sleep 6 # the 2 s windows of the daemon's latency watch
+lat_json=$(nodekeeper check latency --output json | tr -d ' \n')
+kill "${hogs[@]}" 2>/dev/null
+wait "${hogs[@]}" 2>/dev/null
+ip netns delete nklat
+echo "lat_hog=$(printf '%s' "$lat_json" | grep -o '"cpus":.*')"
+hog_p99=$(printf '%s' "$lat_json" | grep -o "{\"cpu\":$hog_cpu,[^}]*}" | grep -o '"p99_us":[0-9.]*' | cut -d: -f2)
+other_p99=$(printf '%s' "$lat_json" | grep -o '{"cpu":[0-9]*,[^}]*}' | grep -v "\"cpu\":$hog_cpu," | grep -o '"p99_us":[0-9.]*' | cut -d: -f2 | sort -g | tail -n1)
+echo "lat_hog_p99=${hog_p99:-none} lat_other_p99=${other_p99:-none}"
+if [ -n "$hog_p99" ] && [ -n "$other_p99" ] && awk -v h="$hog_p99" -v o="$other_p99" 'BEGIN { exit !(h > o) }'; then
+	echo "lat_hog_above=1"
+else
+	echo "lat_hog_above=0"
+fi
 echo "ct_kmsg_closed=$(journalctl -u "$NK" -b -o cat --no-pager | grep -c 'the kernel log cannot be read')"
 printf '[Service]\nProtectKernelLogs=no\nBindReadOnlyPaths=/dev/kmsg\nDeviceAllow=/dev/kmsg r\nCapabilityBoundingSet=CAP_SYSLOG\n' \
 	>/etc/systemd/system/nodekeeper.service.d/50-kmsg.conf
