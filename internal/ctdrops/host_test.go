@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,7 +168,7 @@ func TestWatchEpisodesAndMetrics(t *testing.T) {
 		got = append(got, rep.Status)
 	}
 	want := []check.Status{check.Unknown, "", check.OK, check.Problem, check.Problem, check.OK, check.OK}
-	if !slicesEqual(got, want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("statuses %v, want %v", got, want)
 	}
 	text := logs.String()
@@ -198,18 +199,6 @@ nodekeeper_udp_rcvbuf_errors_total{netns="host"} 6
 		"nodekeeper_conntrack_events_total", "nodekeeper_udp_rcvbuf_errors_total"); err != nil {
 		t.Error(err)
 	}
-}
-
-func slicesEqual(a, b []check.Status) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestIsTableFull(t *testing.T) {

@@ -115,7 +115,7 @@ func Judge(cfg Config, prev, cur Sample) *Report {
 	for k := range resets {
 		r.Resets = append(r.Resets, k)
 	}
-	sortStrings(r.Resets)
+	slices.Sort(r.Resets)
 
 	var why []string
 	if cur.Max > 0 && r.Fill >= cfg.FillProblem {
@@ -166,5 +166,3 @@ func fmtWindow(secs float64) string {
 	}
 	return fmt.Sprintf("%.0fs", secs)
 }
-
-func sortStrings(s []string) { slices.Sort(s) }

@@ -1,7 +1,6 @@
 package latency
 
 import (
-	"net"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -30,24 +29,11 @@ func BenchmarkProbeOverhead(b *testing.B) {
 		b.Skipf("cannot attach the eBPF programs: %v", err)
 	}
 	defer p.Close()
-	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	tx, done, err := loopbackSender()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer rx.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, err := rx.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tx.Close()
+	defer done()
 	before, err := p.RunStats()
 	if err != nil {
 		b.Fatal(err)
@@ -100,25 +86,11 @@ func BenchmarkLoopbackSendWithProbes(b *testing.B) {
 				}
 				defer p.Close()
 			}
-			rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			tx, done, err := loopbackSender()
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer rx.Close()
-			_ = rx.SetReadBuffer(1 << 20)
-			go func() {
-				buf := make([]byte, 2048)
-				for {
-					if _, err := rx.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
-			tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tx.Close()
+			defer done()
 			msg := make([]byte, 64)
 			for b.Loop() {
 				_, _ = tx.Write(msg)

@@ -39,15 +39,14 @@ func onCPU(t *testing.T, cpu int, f func()) {
 	f()
 }
 
-// udpFlood sends datagrams over loopback from a thread on cpu until stop;
-// loopback delivers them through the sending CPU's NET_RX softirq.
-func udpFlood(t *testing.T, cpu int, stop *atomic.Bool) {
+// loopbackSender is a UDP socket connected to a loopback receiver that
+// drains (and drops) what it gets; done closes both.
+func loopbackSender() (tx *net.UDPConn, done func(), err error) {
 	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		t.Error(err)
-		return
+		return nil, nil, err
 	}
-	defer rx.Close()
+	_ = rx.SetReadBuffer(1 << 20) // best effort: a full buffer drops, the softirq ran all the same
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -56,12 +55,23 @@ func udpFlood(t *testing.T, cpu int, stop *atomic.Bool) {
 			}
 		}
 	}()
-	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	tx, err = net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		rx.Close()
+		return nil, nil, err
+	}
+	return tx, func() { tx.Close(); rx.Close() }, nil
+}
+
+// udpFlood sends datagrams over loopback from a thread on cpu until stop;
+// loopback delivers them through the sending CPU's NET_RX softirq.
+func udpFlood(t *testing.T, cpu int, stop *atomic.Bool) {
+	tx, done, err := loopbackSender()
 	if err != nil {
 		t.Error(err)
 		return
 	}
-	defer tx.Close()
+	defer done()
 	msg := make([]byte, 64)
 	onCPU(t, cpu, func() {
 		for !stop.Load() {
