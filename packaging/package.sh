@@ -4,6 +4,7 @@
 # `go tool -modfile=tools/go.mod nfpm`.
 #
 #   packaging/package.sh deb|rpm        (the Makefile's deb and rpm targets)
+#   packaging/package.sh version        print the package version and stop
 #
 # Expects the binary of `make build`. Environment:
 #   GO       the go command (default: go)
@@ -25,30 +26,32 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packager=${1:-}
-case "$packager" in deb | rpm) ;; *)
-	echo "usage: $0 deb|rpm" >&2
+case "$packager" in deb | rpm | version) ;; *)
+	echo "usage: $0 deb|rpm|version" >&2
 	exit 2
 	;;
 esac
 GO=${GO:-go}
 BIN=${BIN:-bin/nodekeeper}
 DIST=${DIST:-dist}
-[ -x "$BIN" ] || { echo "package: $BIN is missing: run make build" >&2; exit 1; }
 
 # pkg_version VERSION: the package version for a git describe string.
+# A bare commit hash is matched before the release forms: an abbreviated
+# hash can be all digits (7742686), which read as a release would sort
+# above every real one and block upgrades to them.
 pkg_version() {
 	local v=${1#v} dirty=""
 	case "$v" in *-dirty) dirty=1 v=${v%-dirty} ;; esac
-	if [[ "$v" =~ ^([0-9]+(\.[0-9]+)*)$ ]]; then
+	if [[ "$1" != v* && "$v" =~ ^[0-9a-f]{7,40}$ ]]; then
+		local n
+		n=$(git rev-list --count HEAD 2>/dev/null || echo 0)
+		v="0.0.0~git$n.$v"
+		[ -z "$dirty" ] || v="$v.dirty"
+	elif [[ "$v" =~ ^([0-9]+(\.[0-9]+)*)$ ]]; then
 		v=${BASH_REMATCH[1]}
 		[ -z "$dirty" ] || v="$v+dirty"
 	elif [[ "$v" =~ ^([0-9]+(\.[0-9]+)*)-([0-9]+)-g([0-9a-f]+)$ ]]; then
 		v="${BASH_REMATCH[1]}+${BASH_REMATCH[3]}.g${BASH_REMATCH[4]}"
-		[ -z "$dirty" ] || v="$v.dirty"
-	elif [[ "$v" =~ ^[0-9a-f]{7,40}$ ]]; then
-		local n
-		n=$(git rev-list --count HEAD 2>/dev/null || echo 0)
-		v="0.0.0~git$n.$v"
 		[ -z "$dirty" ] || v="$v.dirty"
 	elif [ "$v" = devel ] || [ -z "$v" ]; then
 		v=0.0.0~devel
@@ -60,6 +63,11 @@ pkg_version() {
 }
 
 version=${PKG_VERSION:-$(pkg_version "${VERSION:-devel}")}
+if [ "$packager" = version ]; then
+	printf '%s\n' "$version"
+	exit 0
+fi
+[ -x "$BIN" ] || { echo "package: $BIN is missing: run make build" >&2; exit 1; }
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 fi

@@ -299,6 +299,51 @@ func TestFileLists(t *testing.T) {
 // conffile, %config(noreplace)) and, as root, a real install, change and
 // upgrade with dpkg in a throwaway root (maintainer scripts run outside a
 // chroot with DPKG_ROOT set, so they touch only that root) and with rpm.
+// TestPackageVersion pins how package.sh turns `git describe` into a package
+// version, and that the versions of untagged builds sort below every release
+// in dpkg's and rpm's order: an abbreviated hash can be all digits (7742686),
+// which taken as a release would block every upgrade to a real one.
+func TestPackageVersion(t *testing.T) {
+	commits := strings.TrimSpace(mustRun(t, root, nil, "git", "rev-list", "--count", "HEAD"))
+	for _, c := range []struct{ describe, want string }{
+		{"v1.2.3", "1.2.3"},
+		{"v1.2.3-dirty", "1.2.3+dirty"},
+		{"v1.2.3-4-gabc1234", "1.2.3+4.gabc1234"},
+		{"v1.2.3-4-gabc1234-dirty", "1.2.3+4.gabc1234.dirty"},
+		{"v7", "7"},
+		{"abc1234", "0.0.0~git" + commits + ".abc1234"},
+		{"7742686", "0.0.0~git" + commits + ".7742686"},
+		{"7742686-dirty", "0.0.0~git" + commits + ".7742686.dirty"},
+		{"devel", "0.0.0~devel"},
+	} {
+		out, err := run(t, root, []string{"VERSION=" + c.describe, "PKG_VERSION="}, "packaging/package.sh", "version")
+		if got := strings.TrimSpace(out); err != nil || got != c.want {
+			t.Errorf("VERSION=%s: %q (%v), want %q", c.describe, got, err, c.want)
+		}
+	}
+	if out, err := run(t, root, []string{"VERSION=not a version", "PKG_VERSION="}, "packaging/package.sh", "version"); err == nil ||
+		!strings.Contains(out, "set PKG_VERSION") {
+		t.Errorf("an unusable VERSION: %v %q, want a failure naming PKG_VERSION", err, out)
+	}
+
+	untagged := "0.0.0~git" + commits + ".7742686"
+	if _, err := exec.LookPath("dpkg"); err == nil {
+		for _, rel := range []string{"0.0.1", "1.2.3", "99.0.0"} {
+			if _, err := run(t, "", nil, "dpkg", "--compare-versions", untagged, "lt", rel); err != nil {
+				t.Errorf("dpkg: %s does not sort below %s", untagged, rel)
+			}
+		}
+	}
+	if _, err := exec.LookPath("rpm"); err == nil {
+		for _, rel := range []string{"0.0.1", "1.2.3", "99.0.0"} {
+			expr := fmt.Sprintf(`%%{lua: print(rpm.vercmp(%q, %q))}`, untagged, rel)
+			if out := strings.TrimSpace(mustRun(t, "", nil, "rpm", "--eval", expr)); out != "-1" {
+				t.Errorf("rpm: vercmp(%s, %s) = %s, want -1", untagged, rel, out)
+			}
+		}
+	}
+}
+
 func TestConfigIsKeptOnUpgrade(t *testing.T) {
 	p := buildPackages(t)
 	need(t, []string{"rpm"}, "rpm")
