@@ -7,7 +7,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // netRxSoftirq is NET_RX_SOFTIRQ's vector number (include/linux/interrupt.h).
@@ -31,10 +31,7 @@ type Probe struct {
 // error says why when the kernel or the process's capabilities do not allow
 // it (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on older kernels).
 func Open() (*Probe, error) {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("cannot raise the locked-memory limit for eBPF maps: %w", err)
-	}
-	coll, err := ebpf.NewCollection(spec())
+	coll, err := loadRaisingMemlock(func() (*ebpf.Collection, error) { return ebpf.NewCollection(spec()) }, raiseMemlock)
 	if err != nil {
 		return nil, fmt.Errorf("cannot load the softirq latency programs: %w", err)
 	}
@@ -48,6 +45,42 @@ func Open() (*Probe, error) {
 		p.links = append(p.links, l)
 	}
 	return p, nil
+}
+
+// loadRaisingMemlock loads, and when the kernel refuses with EPERM raises
+// the locked-memory limit once and loads again. Kernels before 5.11 charge
+// eBPF maps to RLIMIT_MEMLOCK and refuse them with EPERM past it; later ones
+// charge the memory cgroup and never need this.
+//
+// cilium/ebpf's rlimit package does the same, but decides at package
+// initialisation by creating a map with the limit lowered to zero: that bpf()
+// call and two prlimit() calls would run in every nodekeeper process,
+// including each `check` node-problem-detector starts every minute, and a
+// bpf() call from a short-lived process is what eBPF-aware security agents
+// flag. Here the limit is touched only when a load was refused.
+func loadRaisingMemlock[T any](load func() (T, error), raise func() error) (T, error) {
+	v, err := load()
+	if err == nil || !errors.Is(err, unix.EPERM) {
+		return v, err
+	}
+	if rerr := raise(); rerr != nil {
+		return v, fmt.Errorf("%w (and raising the locked-memory limit failed: %v)", err, rerr)
+	}
+	return load()
+}
+
+// raiseMemlock lifts RLIMIT_MEMLOCK to infinity; it fails when the limit is
+// already infinite (EPERM then has another cause) or without
+// CAP_SYS_RESOURCE to raise the hard limit.
+func raiseMemlock() error {
+	var l unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &l); err != nil {
+		return err
+	}
+	if l.Cur == unix.RLIM_INFINITY {
+		return errors.New("it is already unlimited")
+	}
+	return unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY})
 }
 
 // Close detaches the programs and frees the maps.
