@@ -339,7 +339,7 @@ func TestVMInstallerImage(t *testing.T) {
 	if v := o.One(t, "image_version"); !strings.Contains(v, "nodekeeper") {
 		t.Errorf("the image's binary says %q to version", v)
 	}
-	o.Want(t, "run_exit", "0", "unit_active", "active", "unit_enabled", "enabled", "ready_ok", "1",
+	o.Want(t, "run_exit", "0", "unit_active", "active", "unit_enabled", "enabled", "ready_ok", "1", "record_kept", "1",
 		"unit_sha", sum(unit), "restarted", "no", "ready2_ok", "1", "uninstalled_ok", "1")
 	// The packaged unit as shipped: its only drop-ins are the package's
 	// generator's, none from the installer.

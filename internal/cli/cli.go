@@ -77,7 +77,7 @@ Usage:
   nodekeeper config validate [FILE]
   nodekeeper undo     [--force]                         remove nodekeeper's kubelet pin (IRQ masks are left)
   nodekeeper status   [--output text|json] [--window 1s]  the per-CPU picture
-  nodekeeper install  --host-root DIR [--package FILE] [--config-from DIR] [--uninstall] [--ready] [--once]
+  nodekeeper install  --host-root DIR [--package FILE] [--config-from DIR] [--uninstall] [--ready] [--once] [--record FILE]
                                                         from a privileged pod: install onto the host (managed pools)
   nodekeeper version
 

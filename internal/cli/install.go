@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/nodekeeper/nodekeeper/internal/install"
@@ -26,8 +27,10 @@ func runInstall(ctx context.Context, args []string, env Env) int {
 	uninstall := fs.Bool("uninstall", false, "stop and disable the unit, run undo, remove the package")
 	ready := fs.Bool("ready", false, "exit 0 when the host is as the install (or --uninstall) leaves it: the readiness probe")
 	once := fs.Bool("once", false, "exit after the steps instead of staying until stopped")
+	record := fs.String("record", filepath.Join(os.TempDir(), "nodekeeper-install.version"),
+		"file in the pod where a finished install writes the version it installed, for --ready to compare without reading the package")
 	if pos, err := parse(fs, args); err != nil || len(pos) > 0 || *hostRoot == "" {
-		fmt.Fprintln(env.Stderr, "usage: nodekeeper install --host-root DIR [--package FILE] [--config-from DIR] [--uninstall] [--ready] [--once]")
+		fmt.Fprintln(env.Stderr, "usage: nodekeeper install --host-root DIR [--package FILE] [--config-from DIR] [--uninstall] [--ready] [--once] [--record FILE]")
 		return 2
 	}
 	root, err := filepath.Abs(*hostRoot)
@@ -50,7 +53,7 @@ func runInstall(ctx context.Context, args []string, env Env) int {
 		return 1
 	}
 	defer sd.Close()
-	in := &install.Installer{Host: h, Pkg: pm, Systemd: sd, Out: env.Stdout, Package: *pkg, ConfigFrom: *configFrom}
+	in := &install.Installer{Host: h, Pkg: pm, Systemd: sd, Out: env.Stdout, Package: *pkg, ConfigFrom: *configFrom, Record: *record}
 	if *ready {
 		if err := in.Ready(ctx, *uninstall); err != nil {
 			fmt.Fprintln(env.Stderr, "not ready:", err)

@@ -18,6 +18,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -70,6 +72,13 @@ type Installer struct {
 	ConfigFrom string
 	// StartTimeout bounds the wait for the unit to become active.
 	StartTimeout time.Duration
+	// Record is a file in the pod (not on the host) where a finished
+	// Install writes the version it left installed, so that Ready need not
+	// copy the package onto the host and ask the package manager its
+	// version at every probe. A new container starts without it, so a
+	// rolling update is not ready until its own install has finished. ""
+	// for none.
+	Record string
 }
 
 func (in *Installer) say(format string, args ...any) {
@@ -78,6 +87,11 @@ func (in *Installer) say(format string, args ...any) {
 
 // Install runs the install steps once.
 func (in *Installer) Install(ctx context.Context) error {
+	if in.Record != "" {
+		if err := os.Remove(in.Record); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove the install record: %w", err)
+		}
+	}
 	// 1. What is asked: the package's version, the override, both checked
 	// before anything on the host changes.
 	file, cleanup, err := in.Host.Stage(in.Package)
@@ -144,6 +158,12 @@ func (in *Installer) Install(ctx context.Context) error {
 			in.say("put the old override back")
 		}
 		return err
+	}
+	if in.Record != "" {
+		// Only a cost saving: without the record Ready reads the package.
+		if err := os.WriteFile(in.Record, []byte(want+"\n"), 0o644); err != nil {
+			in.say("cannot keep the install record (%v): the readiness probe will read the package each time", err)
+		}
 	}
 	return nil
 }
@@ -243,7 +263,8 @@ func (in *Installer) Uninstall(ctx context.Context) error {
 }
 
 // Ready says whether the host is as Install leaves it: the package file's
-// version installed and the unit active (uninstall: nothing installed).
+// version installed and the unit active (uninstall: nothing installed). The
+// version is the install record's when there is one.
 func (in *Installer) Ready(ctx context.Context, uninstall bool) error {
 	have, err := in.Pkg.Installed(ctx)
 	if err != nil {
@@ -255,12 +276,7 @@ func (in *Installer) Ready(ctx context.Context, uninstall bool) error {
 		}
 		return nil
 	}
-	file, cleanup, err := in.Host.Stage(in.Package)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	want, err := in.Pkg.FileVersion(ctx, file)
+	want, err := in.wanted(ctx)
 	if err != nil {
 		return err
 	}
@@ -275,4 +291,20 @@ func (in *Installer) Ready(ctx context.Context, uninstall bool) error {
 		return errors.New(Unit + " is " + active)
 	}
 	return nil
+}
+
+// wanted is the version Install leaves installed: the record's, else the
+// package file's (copied onto the host for the package manager to read).
+func (in *Installer) wanted(ctx context.Context) (string, error) {
+	if in.Record != "" {
+		if b, err := os.ReadFile(in.Record); err == nil && strings.TrimSpace(string(b)) != "" {
+			return strings.TrimSpace(string(b)), nil
+		}
+	}
+	file, cleanup, err := in.Host.Stage(in.Package)
+	if err != nil {
+		return "", err
+	}
+	defer cleanup()
+	return in.Pkg.FileVersion(ctx, file)
 }

@@ -52,9 +52,10 @@ func TestInstallerOnARealSystemdHost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	record := filepath.Join(t.TempDir(), "install.version")
 	installer := func(args ...string) (string, error) {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, bin, append([]string{"install", "--host-root", c.Root(), "--once"}, args...)...)
+		cmd := exec.CommandContext(ctx, bin, append([]string{"install", "--host-root", c.Root(), "--once", "--record", record}, args...)...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -84,6 +85,10 @@ func TestInstallerOnARealSystemdHost(t *testing.T) {
 	}
 	if ready, err := installer("--package", deb, "--ready"); err != nil {
 		t.Errorf("--ready after the install: %v\n%s", err, ready)
+	}
+	v, _ := c.Exec(ctx, "dpkg-query", "--show", "--showformat=${Version}", "nodekeeper")
+	if b, err := os.ReadFile(record); err != nil || strings.TrimSpace(string(b)) != strings.TrimSpace(v) || v == "" {
+		t.Errorf("install record after the install: %q, %v; want the installed version %q", b, err, v)
 	}
 
 	out, err = installer("--package", deb, "--config-from", override)

@@ -16,10 +16,12 @@ type fakePM struct {
 	file, installed string
 	failInstall     error
 	calls           []string
+	fileReads       int // FileVersion calls: each stages the package on the host
 }
 
 func (f *fakePM) Name() string { return "dpkg" }
 func (f *fakePM) FileVersion(context.Context, string) (string, error) {
+	f.fileReads++
 	return f.file, nil
 }
 func (f *fakePM) Installed(context.Context) (string, error) { return f.installed, nil }
@@ -90,6 +92,7 @@ type rig struct {
 	pm       *fakePM
 	sd       *fakeSD
 	out      bytes.Buffer
+	record   string // the Installer's Record
 }
 
 func newRig(t *testing.T) *rig {
@@ -113,15 +116,19 @@ func (r *rig) hostOverride() string {
 	return string(b)
 }
 
-func (r *rig) run(uninstall bool) error {
-	r.pm.calls, r.sd.calls = nil, nil
-	r.out.Reset()
+func (r *rig) installer() *Installer {
 	pkg := filepath.Join(r.t.TempDir(), "nodekeeper.deb")
 	if err := os.WriteFile(pkg, []byte("a package"), 0o644); err != nil {
 		r.t.Fatal(err)
 	}
-	in := &Installer{Host: &Host{Root: r.host}, Pkg: r.pm, Systemd: r.sd, Out: &r.out, Package: pkg,
-		ConfigFrom: r.override, StartTimeout: time.Second}
+	return &Installer{Host: &Host{Root: r.host}, Pkg: r.pm, Systemd: r.sd, Out: &r.out, Package: pkg,
+		ConfigFrom: r.override, StartTimeout: time.Second, Record: r.record}
+}
+
+func (r *rig) run(uninstall bool) error {
+	r.pm.calls, r.sd.calls = nil, nil
+	r.out.Reset()
+	in := r.installer()
 	if uninstall {
 		return in.Uninstall(r.t.Context())
 	}
@@ -213,4 +220,63 @@ func TestUninstallSteps(t *testing.T) {
 	r.want(r.run(false), []string{"install"}, []string{"daemon-reload", "enable", "start"})
 	r.want(r.run(true), []string{"undo", "remove"}, []string{"stop", "disable"}, "stopping and disabling", "running nodekeeper undo", "done: nodekeeper is removed")
 	r.want(r.run(true), nil, nil, "nodekeeper is not installed: nothing to remove")
+}
+
+// TestReadyUsesTheInstallRecord: after an install the readiness probe
+// compares with the recorded version and does not copy the package onto the
+// host; without a record (a new container, or none kept) it reads the
+// package; a failed install leaves no record behind.
+func TestReadyUsesTheInstallRecord(t *testing.T) {
+	r := newRig(t)
+	r.record = filepath.Join(t.TempDir(), "record")
+	ready := func() error { return r.installer().Ready(t.Context(), false) }
+
+	if err := ready(); err == nil || !strings.Contains(err.Error(), `installed "", want 1.1`) || r.pm.fileReads != 1 {
+		t.Errorf("before the install: %v after %d package reads; want not ready, 1 read", err, r.pm.fileReads)
+	}
+	r.want(r.run(false), []string{"install"}, []string{"daemon-reload", "enable", "start"})
+	if b, err := os.ReadFile(r.record); err != nil || string(b) != "1.1\n" {
+		t.Fatalf("the record: %q, %v; want 1.1", b, err)
+	}
+	r.pm.fileReads = 0
+	for range 3 {
+		if err := ready(); err != nil {
+			t.Errorf("after the install: %v", err)
+		}
+	}
+	if r.pm.fileReads != 0 {
+		t.Errorf("with a record the probe read the package %d times", r.pm.fileReads)
+	}
+	// The host changes under the pod: the record is compared, not trusted.
+	r.sd.active = "failed"
+	if err := ready(); err == nil || !strings.Contains(err.Error(), "failed") {
+		t.Errorf("with the unit failed: %v", err)
+	}
+	r.sd.active = "active"
+	r.pm.installed = "1.0"
+	if err := ready(); err == nil || !strings.Contains(err.Error(), `installed "1.0", want 1.1`) {
+		t.Errorf("with another version installed: %v", err)
+	}
+	r.pm.installed = "1.1"
+
+	// A failed install takes the record away: not ready on the old one.
+	r.pm.file, r.pm.failInstall = "1.2", errors.New("dpkg: error")
+	if err := r.run(false); err == nil {
+		t.Fatal("the failing install succeeded")
+	}
+	if _, err := os.Stat(r.record); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed install left the record: %v", err)
+	}
+	if err := ready(); err == nil || !strings.Contains(err.Error(), "want 1.2") {
+		t.Errorf("after a failed upgrade: %v", err)
+	}
+
+	// A record that cannot be kept is said and costs only the reads.
+	r.pm.failInstall = nil
+	r.record = filepath.Join(t.TempDir(), "missing", "record")
+	r.want(r.run(false), []string{"install"}, []string{"daemon-reload", "enable", "restart"}, "cannot keep the install record")
+	r.pm.fileReads = 0
+	if err := ready(); err != nil || r.pm.fileReads != 1 {
+		t.Errorf("without a record: %v after %d reads; want ready after 1", err, r.pm.fileReads)
+	}
 }

@@ -73,6 +73,9 @@ echo "ready_ok=$([ "$(podman inspect -f '{{.State.Running}}' nk1)" = true ] && r
 pid=$(systemctl show -p MainPID --value "$NK")
 echo "daemon_cgroup=$(sed -n 's/^0:://p' "/proc/$pid/cgroup")"
 podman logs nk1 >"$OUT/installer.log" 2>&1
+# The probe compares with the install record in the container's /tmp.
+podman cp nk1:/tmp/nodekeeper-install.version "$OUT/record" >/dev/null 2>&1
+echo "record_kept=$([ -s "$OUT/record" ] && [ "$(cat "$OUT/record")" = "$(dpkg-query -W -f='${Version}' nodekeeper)" ] && echo 1 || echo 0)"
 
 # The pod again (a restarted pod, a node that gets it again): nothing restarts.
 podman rm -f nk1 >/dev/null 2>&1

@@ -196,8 +196,8 @@ func platformFiles(dir string) ([]imageFile, error) {
 	}, nil
 }
 
-// layerTar writes the files (and their parent directories) as a tar with
-// fixed owners and dates.
+// layerTar writes the files (and their parent directories) and /tmp as a tar
+// with fixed owners and dates.
 func layerTar(files []imageFile, mtime time.Time) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -220,6 +220,11 @@ func layerTar(files []imageFile, mtime time.Time) ([]byte, error) {
 		if _, err := tw.Write(data); err != nil {
 			return nil, err
 		}
+	}
+	// /tmp, sticky and world-writable as on any system: the installer keeps
+	// its install record there (`install --record`).
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777, ModTime: mtime, Format: tar.FormatPAX}); err != nil {
+		return nil, err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err

@@ -46,7 +46,7 @@ func spec(t *testing.T, out string) Spec {
 	}
 }
 
-func layerFiles(t *testing.T, img v1.Image) map[string]string {
+func layerFiles(t *testing.T, img v1.Image) (bodies map[string]string, modes map[string]int64) {
 	t.Helper()
 	layers, err := img.Layers()
 	if err != nil || len(layers) != 1 {
@@ -57,7 +57,7 @@ func layerFiles(t *testing.T, img v1.Image) map[string]string {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	got := map[string]string{}
+	got, modes := map[string]string{}, map[string]int64{}
 	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
@@ -71,9 +71,9 @@ func layerFiles(t *testing.T, img v1.Image) map[string]string {
 		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" {
 			t.Errorf("%s owned by %d:%d %q, want root by number", h.Name, h.Uid, h.Gid, h.Uname)
 		}
-		got[h.Name] = string(b)
+		got[h.Name], modes[h.Name] = string(b), h.Mode
 	}
-	return got
+	return got, modes
 }
 
 func TestBuildWritesMultiPlatformLayout(t *testing.T) {
@@ -141,8 +141,12 @@ func TestBuildWritesMultiPlatformLayout(t *testing.T) {
 			"packages/":               "",
 			"packages/nodekeeper.deb": "deb " + arch,
 			"packages/nodekeeper.rpm": "rpm " + arch,
+			"tmp/":                    "",
 		}
-		got := layerFiles(t, img)
+		got, modes := layerFiles(t, img)
+		if modes["tmp/"] != 0o1777 {
+			t.Errorf("image %d: /tmp has mode %o, want 1777 (the install record goes there)", i, modes["tmp/"])
+		}
 		if len(got) != len(wantFiles) {
 			t.Errorf("image %d: layer holds %v, want %v", i, got, wantFiles)
 		}
