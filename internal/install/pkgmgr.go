@@ -144,10 +144,37 @@ func (p RPM) Installed(ctx context.Context) (string, error) {
 	return strings.TrimSpace(out), nil
 }
 
-// Newer implements PackageManager: rpm has no comparison command everywhere,
-// so any other version counts as newer and `rpm --upgrade` itself refuses a
-// downgrade.
-func (p RPM) Newer(_ context.Context, a, b string) (bool, error) { return a != b, nil }
+// Newer implements PackageManager with rpm's own comparison, rpm.vercmp in
+// its embedded Lua (rpm 4.14 and later; Azure Linux 2 and 3 have it). rpm has
+// no comparison command, so where that fails any other version counts as
+// newer and `rpm --upgrade` itself refuses a downgrade.
+func (p RPM) Newer(ctx context.Context, a, b string) (bool, error) {
+	if !rpmVersionChars(a) || !rpmVersionChars(b) {
+		return a != b, nil
+	}
+	out, err := p.R.Run(ctx, nil, "rpm", "--eval", fmt.Sprintf(`%%{lua: print(rpm.vercmp("%s", "%s"))}`, a, b))
+	switch strings.TrimSpace(out) {
+	case "1":
+		return true, nil
+	case "0", "-1":
+		return false, nil
+	}
+	if ctx.Err() != nil {
+		return false, err
+	}
+	return a != b, nil
+}
+
+// rpmVersionChars says whether v holds only what an rpm version-release
+// can, so that it can go into a Lua string as it is.
+func rpmVersionChars(v string) bool {
+	for _, r := range v {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune(".~^+_-", r)) {
+			return false
+		}
+	}
+	return v != ""
+}
 
 // Install implements PackageManager.
 func (p RPM) Install(ctx context.Context, file string) error {
