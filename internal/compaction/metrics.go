@@ -1,12 +1,12 @@
 package compaction
 
 import (
-	"errors"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/policy"
 )
 
@@ -35,20 +35,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help:    "How long one memory compaction of a NUMA node took.",
 		Buckets: durationBuckets,
 	}, []string{"node"})
-	m := &Metrics{total: total, duration: duration}
-	if err := reg.Register(total); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		m.total = are.ExistingCollector.(*prometheus.CounterVec)
+	var err error
+	m := &Metrics{}
+	if m.total, err = metrics.Register(reg, total); err != nil {
+		return nil, err
 	}
-	if err := reg.Register(duration); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		m.duration = are.ExistingCollector.(*prometheus.HistogramVec)
+	if m.duration, err = metrics.Register(reg, duration); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,12 +1,12 @@
 package ctdrops
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodekeeper/nodekeeper/internal/conntrack"
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
 )
 
 // Metrics are the conntrack series of the contract, from the latest sample
@@ -34,14 +34,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			"UDP datagrams dropped because a socket's receive buffer was full: netns=host, or dns (the cluster DNS pods' namespaces).",
 			[]string{"netns"}, nil),
 	}
-	if err := reg.Register(m); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		return are.ExistingCollector.(*Metrics), nil
-	}
-	return m, nil
+	return metrics.Register(reg, m)
 }
 
 // Observe keeps s for the next scrape.

@@ -1,9 +1,9 @@
 package dnsprobe
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
 )
 
 // Metrics is the probe's histogram of the contract,
@@ -26,12 +26,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help:    "Time one cluster DNS probe took, timeouts and the TCP retry of a truncated answer included, by result.",
 		Buckets: probeBuckets,
 	}, []string{"result"})
-	if err := reg.Register(h); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		h = are.ExistingCollector.(*prometheus.HistogramVec)
+	h, err := metrics.Register(reg, h)
+	if err != nil {
+		return nil, err
 	}
 	for _, r := range Results {
 		h.WithLabelValues(r)

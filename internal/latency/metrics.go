@@ -1,12 +1,13 @@
 package latency
 
 import (
-	"errors"
 	"math"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
 )
 
 // histBounds are the upper bounds (in log2 buckets of ns) of the exported
@@ -31,14 +32,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{desc: prometheus.NewDesc("nodekeeper_softirq_latency_seconds",
 		"How long raised NET_RX softirqs waited before they ran, per CPU (eBPF, since the daemon started; _sum estimated from the log2 buckets).",
 		[]string{"cpu"}, nil)}
-	if err := reg.Register(m); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		return are.ExistingCollector.(*Metrics), nil
-	}
-	return m, nil
+	return metrics.Register(reg, m)
 }
 
 // Observe keeps the latest cumulative counts (indexed by CPU).

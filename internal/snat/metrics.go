@@ -1,13 +1,13 @@
 package snat
 
 import (
-	"errors"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nodekeeper/nodekeeper/internal/metrics"
 	"github.com/nodekeeper/nodekeeper/internal/printable"
 )
 
@@ -50,14 +50,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Wall time of one read of the conntrack table.", Buckets: dumpBuckets,
 		}),
 	}
-	if err := reg.Register(m); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		return are.ExistingCollector.(*Metrics), nil
-	}
-	return m, nil
+	return metrics.Register(reg, m)
 }
 
 // Observe records a scan: its report (nil or unknown keeps the last good
