@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unicode/utf8"
 
@@ -588,10 +589,12 @@ func isBoolWord(s string) bool {
 	return s == "true" || s == "false"
 }
 
-var numberRE = regexp.MustCompile(`^[-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9_]+)([eE][-+]?[0-9]+)?$`)
+var numberRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9_]+)([eE][-+]?[0-9]+)?$`)
+})
 
 // isNumber reports whether s is written as a number.
-func isNumber(s string) bool { return numberRE.MatchString(s) }
+func isNumber(s string) bool { return numberRE().MatchString(s) }
 
 // describe names what a node is, for "must be X, not Y".
 func describe(v *yaml.Node) string {
@@ -645,12 +648,12 @@ func shorten(s string) string {
 	return string(r[:max]) + "…"
 }
 
-var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var plainKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]+$`) })
 
 // displayKey writes a key for a field path: as is when it is a plain name,
 // quoted otherwise, so an error message always stays on one line.
 func displayKey(k string) string {
-	if plainKeyRE.MatchString(k) && len(k) <= 64 {
+	if plainKeyRE().MatchString(k) && len(k) <= 64 {
 		return k
 	}
 	return strconv.Quote(shorten(k))

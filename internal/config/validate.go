@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
@@ -316,7 +317,9 @@ func (v *validator) globs(p string, globs []string) {
 	}
 }
 
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$`)
+var hostnameRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$`)
+})
 
 // listenProblem checks a host:port listen address.
 func listenProblem(s string) string {
@@ -333,7 +336,7 @@ func listenProblem(s string) string {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return ""
 	}
-	if len(host) > 253 || !hostnameRE.MatchString(host) {
+	if len(host) > 253 || !hostnameRE().MatchString(host) {
 		return fmt.Sprintf("%q is not an IP address or a host name", shorten(host))
 	}
 	return ""
@@ -367,14 +370,14 @@ func textProblem(s string) string {
 	return ""
 }
 
-var unitRE = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.service$`)
+var unitRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.service$`) })
 
 // unitProblem checks a systemd service unit name.
 func unitProblem(s string) string {
 	switch {
 	case !strings.HasSuffix(s, ".service"):
 		return fmt.Sprintf("%q must end in .service (e.g. kubelet.service)", shorten(s))
-	case len(s) > 255 || !unitRE.MatchString(s):
+	case len(s) > 255 || !unitRE().MatchString(s):
 		return fmt.Sprintf("%q is not a systemd unit name", shorten(s))
 	}
 	return ""
