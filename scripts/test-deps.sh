@@ -4,6 +4,8 @@
 #   prometheus (promtool: checks the alert rules and the daemon's /metrics).
 #   the shellcheck package (every shell script of the repository is checked).
 #   kubectl (`kubectl kustomize` renders deploy/kubernetes for the manifest tests).
+#   qemu-user (qemu-aarch64 runs the arm64 build; without its recommended
+#   qemu-user-binfmt, so nothing is registered with the host's binfmt_misc).
 # Idempotent: does nothing when everything is installed. Runs `apt-get update` only
 # when a package has no install candidate or a first install attempt fails.
 # Services that the packages would start on this host are kept from starting with a
@@ -11,7 +13,7 @@
 # install started anyway (irqbalance, dbus-daemon) is stopped again by PID.
 set -euo pipefail
 
-PKGS=(systemd-container debootstrap irqbalance debian-archive-keyring prometheus shellcheck conntrack nftables kubectl)
+PKGS=(systemd-container debootstrap irqbalance debian-archive-keyring prometheus shellcheck conntrack nftables kubectl qemu-user)
 POLICY=/usr/sbin/policy-rc.d
 # Daemons a package's maintainer script may start on a host without systemd.
 WATCH_COMMS=(irqbalance dbus-daemon prometheus)
