@@ -135,7 +135,8 @@ func runVM(t *testing.T, queues int, script string) (*vm.Result, vm.Output) {
 	t.Helper()
 	vm.Require(t)
 	payload := vmPayload(t)
-	ctx, cancel := context.WithTimeout(t.Context(), vmRunTimeout+time.Minute)
+	// Room for the wait on another test's VM, a hung boot and the run again.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*vmRunTimeout+15*time.Minute)
 	defer cancel()
 	res, err := vm.Run(t, ctx, vm.Options{CPUs: 4, NICQueues: queues, Payload: payload, Timeout: vmRunTimeout,
 		Script: filepath.Join("testdata", script), Env: map[string]string{"NIC": vm.GuestNIC,

@@ -86,8 +86,9 @@ const (
 	defaultTimeout = 10 * time.Minute
 	// A guest boots to its payload in 12–30 s under TCG; one that has not
 	// after defaultBootTimeout hung (a loaded host once left a guest kernel
-	// stuck with hung-task reports for 8 minutes) and is booted once more.
-	defaultBootTimeout = 4 * time.Minute
+	// stuck with hung-task reports for 8 minutes, another with a vCPU in a
+	// soft lockup from second 22) and is booted once more.
+	defaultBootTimeout = 2 * time.Minute
 	bootAttempts       = 2
 	lockTimeout        = 15 * time.Minute
 	pollInterval       = 100 * time.Millisecond
@@ -146,7 +147,8 @@ type Options struct {
 	// guest, then exits 124, so a slow payload still reports.
 	Timeout time.Duration
 	// BootTimeout bounds the time from starting QEMU to the payload
-	// starting; 4 min when zero (or Timeout, when that is shorter). A guest
+	// starting; 2 min when zero (or half of Timeout, when that is shorter,
+	// so that a hung boot is seen before the run's own deadline). A guest
 	// that has not started its payload by then is ended and booted once
 	// more, with fresh disks, within a new Timeout; the kernel's alarms from
 	// the first console are logged.
@@ -383,7 +385,7 @@ func (o *Options) fill() error {
 		o.Timeout = defaultTimeout
 	}
 	if o.BootTimeout == 0 {
-		o.BootTimeout = min(defaultBootTimeout, o.Timeout)
+		o.BootTimeout = min(defaultBootTimeout, o.Timeout/2)
 	}
 	switch {
 	case o.CPUs < 1 || o.CPUs > 64:

@@ -191,12 +191,16 @@ func TestOptionsFill(t *testing.T) {
 	}
 	o := Options{Payload: run}
 	_ = o.fill()
-	if o.CPUs != 4 || o.MemoryMiB != 2048 || o.Timeout != 10*time.Minute || o.BootTimeout != 4*time.Minute {
+	if o.CPUs != 4 || o.MemoryMiB != 2048 || o.Timeout != 10*time.Minute || o.BootTimeout != 2*time.Minute {
 		t.Errorf("defaults: %+v", o)
 	}
-	o = Options{Payload: run, Timeout: time.Minute}
-	if err := o.fill(); err != nil || o.BootTimeout != time.Minute {
-		t.Errorf("Timeout 1m: BootTimeout %v (%v), want 1m", o.BootTimeout, err)
+	// A hung boot must be seen before the run's deadline, or it is never
+	// booted again (CI once lost a 4 min run to a 4 min boot timeout).
+	for _, c := range []struct{ timeout, boot time.Duration }{{time.Minute, 30 * time.Second}, {4 * time.Minute, 2 * time.Minute}} {
+		o = Options{Payload: run, Timeout: c.timeout}
+		if err := o.fill(); err != nil || o.BootTimeout != c.boot {
+			t.Errorf("Timeout %v: BootTimeout %v (%v), want %v", c.timeout, o.BootTimeout, err, c.boot)
+		}
 	}
 	o = Options{Payload: run, Timeout: time.Minute, BootTimeout: 2 * time.Minute}
 	if err := o.fill(); err == nil {
