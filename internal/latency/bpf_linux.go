@@ -55,9 +55,9 @@ func Open() (*Probe, error) {
 // cilium/ebpf's rlimit package does the same, but decides at package
 // initialisation by creating a map with the limit lowered to zero: that bpf()
 // call and two prlimit() calls would run in every nodekeeper process,
-// including each `check` node-problem-detector starts every minute, and a
-// bpf() call from a short-lived process is what eBPF-aware security agents
-// flag. Here the limit is touched only when a load was refused.
+// including each `check` node-problem-detector starts every minute, whether
+// it measures latency or not. Here the limit is touched only when a load was
+// refused.
 func loadRaisingMemlock[T any](load func() (T, error), raise func() error) (T, error) {
 	v, err := load()
 	if err == nil || !errors.Is(err, unix.EPERM) {
