@@ -600,6 +600,9 @@ func TestMaintainerScripts(t *testing.T) {
 			// namespace: `nodekeeper install` in a pod).
 			s = "#!/bin/sh\n[ \"$1\" = show ] && { [ -n \"$SYSTEMCTL_UNREACHABLE\" ] && exit 1; exit 0; }\n" + s[len("#!/bin/sh\n"):]
 		}
+		if c == "systemctl" {
+			s += "[ \"$2\" = daemon-reload ] && [ -n \"$RELOAD_FAILS\" ] && { echo 'Transport endpoint is not connected' >&2; exit 1; }\n"
+		}
 		if c == "nodekeeper" {
 			s += "[ \"$1\" = undo ] && [ -n \"$UNDO_FAILS\" ] && exit 2\n"
 		}
@@ -635,6 +638,14 @@ func TestMaintainerScripts(t *testing.T) {
 			"journalctl --update-catalog", "deb-systemd-helper unmask nodekeeper.service",
 			"deb-systemd-helper --quiet was-enabled nodekeeper.service", "deb-systemd-helper enable nodekeeper.service"}},
 		{"preremove.sh", []string{"remove"}, true, []string{"SYSTEMCTL_UNREACHABLE=1"}, nil},
+		// The manager answers the probe, then drops the reload: the
+		// package still installs (debhelper's `|| true`), and says so.
+		{"postinstall.sh", []string{"configure", "1.0.0"}, true, []string{"RELOAD_FAILS=1"}, []string{
+			"journalctl --update-catalog", "deb-systemd-helper unmask nodekeeper.service",
+			"deb-systemd-helper --quiet was-enabled nodekeeper.service", "deb-systemd-helper enable nodekeeper.service",
+			"systemctl --system daemon-reload", "deb-systemd-invoke try-restart nodekeeper.service"}},
+		{"postinstall.sh", []string{"2"}, true, []string{"RELOAD_FAILS=1"}, []string{
+			"journalctl --update-catalog", "systemctl --system daemon-reload"}},
 		{"preremove.sh", []string{"upgrade", "1.1.0"}, true, nil, nil},
 		{"postremove.sh", []string{"remove"}, true, nil, []string{
 			"deb-systemd-helper mask nodekeeper.service", "systemctl --system daemon-reload", "journalctl --update-catalog"}},

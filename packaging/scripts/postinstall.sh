@@ -20,6 +20,15 @@ systemd_running() {
 		systemctl show --property=Version >/dev/null 2>&1
 }
 
+# reload_units: a manager that answered the probe can still drop the reload
+# (seen from a chroot in another PID namespace: "Transport endpoint is not
+# connected"); like debhelper's scripts, that does not fail the package.
+# `nodekeeper install` reloads over D-Bus itself.
+reload_units() {
+	systemctl --system daemon-reload >/dev/null ||
+		echo "nodekeeper: systemctl daemon-reload failed; systemd reads the new unit at its next reload" >&2
+}
+
 update_catalog() {
 	if command -v journalctl >/dev/null 2>&1; then
 		journalctl ${DPKG_ROOT:+--root="$DPKG_ROOT"} --update-catalog
@@ -41,7 +50,7 @@ configure | abort-upgrade | abort-remove | abort-deconfigure)
 		deb-systemd-helper update-state "$unit" >/dev/null
 	fi
 	if systemd_running; then
-		systemctl --system daemon-reload
+		reload_units
 		if [ "$1" = configure ] && [ -n "${2:-}" ]; then
 			# The upgrade itself succeeded; a daemon that does not come
 			# back says why in its journal.
@@ -58,7 +67,7 @@ configure | abort-upgrade | abort-remove | abort-deconfigure)
 	fi
 	update_catalog
 	if systemd_running; then
-		systemctl --system daemon-reload
+		reload_units
 	fi
 	;;
 esac
