@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeeper/nodekeeper/internal/check"
+	"github.com/nodekeeper/nodekeeper/internal/compaction"
 	"github.com/nodekeeper/nodekeeper/internal/cpuset"
 	"github.com/nodekeeper/nodekeeper/internal/hostfs"
 	"github.com/nodekeeper/nodekeeper/internal/state"
@@ -284,5 +286,31 @@ func TestUndo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A daemon that stopped cleanly leaves its last results in the state file;
+// however young, they are not its current view: check looks for itself, and
+// status does not show the daemon as running. While it runs, they are used.
+func TestResultsOfAStoppedDaemonAreNotUsed(t *testing.T) {
+	p := hostfixture.Host{CPUs: 4}.MustBuild(t)
+	now := time.Now()
+	st := &state.State{PID: 4242, Updated: now, Checks: map[check.Name]state.Check{
+		compaction.CheckName: {Time: now, Interval: state.Duration(time.Minute), Status: "problem",
+			Message: "the daemon's own words", Report: json.RawMessage(`{"status":"problem"}`)},
+	}}
+	statePath := filepath.Join(p.Root, state.RelPath)
+	for _, stopped := range []bool{false, true} {
+		st.Stopped = time.Time{}
+		if stopped {
+			st.Stopped = now
+		}
+		if err := state.Write(statePath, st); err != nil {
+			t.Fatal(err)
+		}
+		code, out, _ := run(t, append([]string{"check", "compaction"}, rootArgs(p)...)...)
+		if fromDaemon := strings.Contains(out, "the daemon's own words"); fromDaemon == stopped || (code == 1) == stopped {
+			t.Errorf("stopped=%v: exit %d %q; want the daemon's result only while it runs", stopped, code, out)
+		}
 	}
 }

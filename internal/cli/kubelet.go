@@ -29,12 +29,12 @@ type kubeletReport struct{ kubelet.Report }
 func (r kubeletReport) verdict() check.Verdict       { return r.Verdict }
 func (r kubeletReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.Report) }
 
-// freshReport returns the daemon's last report of a check when it is fresh.
-// A state file that cannot be read is no fresh result: the check is made
-// live instead.
+// freshReport returns the daemon's last report of a check when it is fresh
+// and the daemon has not stopped. A state file that cannot be read is no
+// fresh result: the check is made live instead.
 func freshReport(e checkEnv, name check.Name) (json.RawMessage, check.Verdict, bool) {
 	st, err := state.Read(e.h.Root(state.RelPath))
-	if err != nil || st == nil {
+	if err != nil || st == nil || !st.Stopped.IsZero() {
 		return nil, check.Verdict{}, false
 	}
 	c, ok := st.Checks[name]

@@ -88,7 +88,7 @@ func gatherStatus(ctx context.Context, e checkEnv, warn func(string)) (status.Vi
 	}
 	in := status.Inputs{Now: now, IRQ: rep, Snapshot: snap, Isolated: iso, State: st, Window: window}
 	if st != nil {
-		in.Fresh = now.Sub(st.Updated) < 2*cfg.IRQ.CheckInterval+10*time.Second
+		in.Fresh = st.Stopped.IsZero() && now.Sub(st.Updated) < 2*cfg.IRQ.CheckInterval+10*time.Second
 	} else {
 		st = &state.State{}
 	}
@@ -132,7 +132,7 @@ func gatherStatus(ctx context.Context, e checkEnv, warn func(string)) (status.Vi
 // daemonSnapshot is the symptom watchers' snapshot from the daemon's state
 // file while it is fresh: taken over the configured window by the daemon.
 func daemonSnapshot(st *state.State, now time.Time) (symptoms.Snapshot, bool) {
-	if st == nil {
+	if st == nil || !st.Stopped.IsZero() {
 		return symptoms.Snapshot{}, false
 	}
 	c, ok := st.Checks[symptoms.CheckName]

@@ -179,6 +179,9 @@ func (d *Daemon) newChecker() *irq.Checker {
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	d.mu.Lock()
+	d.st.Stopped = time.Time{} // running (again)
+	d.mu.Unlock()
 	m := d.d.Metrics
 	m.SetBuildInfo(buildinfo.String())
 	srv, err := metrics.Serve(ctx, d.cfg.Metrics.Listen, m, func() error { return nil }, d.log.With("component", "metrics"))
@@ -318,6 +321,9 @@ func (d *Daemon) shutdown(srv *metrics.Server) error {
 			d.log.Warn("the metrics listener ended with an error", "err", err)
 		}
 	}
+	d.mu.Lock()
+	d.st.Stopped = d.d.Clock.Now()
+	d.mu.Unlock()
 	d.writeState()
 	return nil
 }

@@ -729,3 +729,24 @@ type fixedSymptoms struct{ snap symptoms.Snapshot }
 
 func (f fixedSymptoms) Snapshot() symptoms.Snapshot { return f.snap }
 func (fixedSymptoms) SetKubeletPID(int)             {}
+
+// A clean stop says so in the state file, so that check and status stop
+// taking its last results for a running daemon's; a new start clears it.
+func TestStopIsRecordedInTheStateFile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, skewedHost(), nil, nil)
+		path := filepath.Join(r.paths.Root, state.RelPath)
+		r.start()
+		r.until("a state file", func() bool { st, _ := state.Read(path); return st != nil })
+		if st, _ := state.Read(path); !st.Stopped.IsZero() {
+			t.Fatalf("a running daemon's state says it stopped at %v", st.Stopped)
+		}
+		r.stop()
+		st, err := state.Read(path)
+		if err != nil || st.Stopped.IsZero() || !st.Stopped.Equal(r.clk.Now()) {
+			t.Fatalf("after a clean stop: %v, %v; want stopped at %v", st, err, r.clk.Now())
+		}
+		r.start()
+		r.until("a new state file", func() bool { st, _ := state.Read(path); return st != nil && st.Stopped.IsZero() })
+	})
+}

@@ -23,10 +23,14 @@ const MaxActions = 20
 
 // State is the file's content.
 type State struct {
-	Version    string                     `json:"version"`
-	PID        int                        `json:"pid"`
-	Started    time.Time                  `json:"started"`
-	Updated    time.Time                  `json:"updated"`
+	Version string    `json:"version"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+	// Stopped is when the daemon stopped cleanly (zero while it runs): a
+	// stopped daemon's results are no longer its current view, however
+	// young, so check and status then look for themselves.
+	Stopped    time.Time                  `json:"stopped,omitzero"`
 	DryRun     bool                       `json:"dry_run"`
 	Checks     map[check.Name]Check       `json:"checks"`
 	Actions    []Action                   `json:"actions"`
