@@ -34,11 +34,11 @@ func (r kubeletReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.Rep
 // fresh result: the check is made live instead.
 func freshReport(e checkEnv, name check.Name) (json.RawMessage, check.Verdict, bool) {
 	st, err := state.Read(e.h.Root(state.RelPath))
-	if err != nil || st == nil || !st.Stopped.IsZero() {
+	if err != nil {
 		return nil, check.Verdict{}, false
 	}
-	c, ok := st.Checks[name]
-	if !ok || !c.Fresh(e.clk.Now()) || len(c.Report) == 0 {
+	c, ok := st.FreshCheck(name, e.clk.Now())
+	if !ok {
 		return nil, check.Verdict{}, false
 	}
 	return c.Report, check.Verdict{Check: name, Status: check.Status(c.Status), Message: c.Message}, true

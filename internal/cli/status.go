@@ -132,11 +132,8 @@ func gatherStatus(ctx context.Context, e checkEnv, warn func(string)) (status.Vi
 // daemonSnapshot is the symptom watchers' snapshot from the daemon's state
 // file while it is fresh: taken over the configured window by the daemon.
 func daemonSnapshot(st *state.State, now time.Time) (symptoms.Snapshot, bool) {
-	if st == nil || !st.Stopped.IsZero() {
-		return symptoms.Snapshot{}, false
-	}
-	c, ok := st.Checks[symptoms.CheckName]
-	if !ok || !c.Fresh(now) || len(c.Report) == 0 {
+	c, ok := st.FreshCheck(symptoms.CheckName, now)
+	if !ok {
 		return symptoms.Snapshot{}, false
 	}
 	var r struct {

@@ -51,6 +51,16 @@ type Check struct {
 	Report   json.RawMessage `json:"report,omitempty"`
 }
 
+// FreshCheck is the daemon's last result of name when it is fresh at now
+// and carries a report; a stopped daemon has no fresh results.
+func (s *State) FreshCheck(name check.Name, now time.Time) (Check, bool) {
+	if s == nil || !s.Stopped.IsZero() {
+		return Check{}, false
+	}
+	c, ok := s.Checks[name]
+	return c, ok && c.Fresh(now) && len(c.Report) > 0
+}
+
 // Fresh reports whether the result is younger than twice its interval at now.
 func (c Check) Fresh(now time.Time) bool {
 	return !c.Time.IsZero() && c.Interval > 0 && now.Sub(c.Time) < 2*time.Duration(c.Interval)
